@@ -1,0 +1,1 @@
+"""Benchmarks of search quality and orchestration (run them as `python -m benchmarks.<name>`)."""

@@ -1,0 +1,37 @@
+"""What every benchmark result records besides its numbers: command, date, machine, versions."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def environment(module: str, argv: list[str] | None = None) -> dict[str, Any]:
+    """The provenance block of a result: how to reproduce it and where it was measured."""
+    import optuna
+    import torch
+
+    import mixnas
+
+    args = sys.argv[1:] if argv is None else argv
+    return {
+        "command": " ".join(["python", "-m", module, *args]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "processor": platform.machine(),
+                    "load_average": [round(x, 2) for x in os.getloadavg()]},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "optuna": optuna.__version__, "mixnas": mixnas.__version__},
+    }
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")

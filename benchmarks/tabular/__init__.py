@@ -1,0 +1,1 @@
+"""The tabular benchmark: a finite grammar trained exhaustively once, then replayed by samplers."""

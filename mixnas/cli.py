@@ -1,0 +1,400 @@
+"""`mixnas` command line: studies, search spaces, single evaluations, export, dashboard, benchmarks.
+
+Every user error ends as one line on stderr and exit code 2 (MIXNAS_DEBUG=1 shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from contextlib import nullcontext
+
+from rich.console import Console
+
+from mixnas.errors import MixnasError
+
+DEFAULT_STORAGE = "sqlite:///mixnas.db"
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.handler(args) or 0
+    except KeyboardInterrupt:
+        print("mixnas: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (MixnasError, ValueError, LookupError, FileExistsError, FileNotFoundError) as exc:
+        if os.environ.get("MIXNAS_DEBUG"):
+            raise
+        message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"mixnas: error: {message.splitlines()[0] if message else type(exc).__name__}",
+              file=sys.stderr)
+        return EXIT_USAGE
+
+
+# --------------------------------------------------------------------------- study
+def cmd_study_start(args) -> int:
+    from mixnas.orchestrator.config import load_study_config
+    from mixnas.orchestrator.driver import check_ray_address
+    from mixnas.orchestrator.storage import check_url
+    from mixnas.orchestrator.study import create_study
+    from mixnas.search_space.grammar import Grammar
+
+    config = load_study_config(args.file)
+    if args.storage:
+        config.storage = args.storage
+    if args.workers:
+        config.workers = args.workers
+    if args.n_trials:
+        config.n_trials = args.n_trials
+    check_url(config.storage)
+    if args.ray_address:
+        check_ray_address(args.ray_address)
+    Grammar.load(config.search_space)  # a broken grammar fails before anything is written
+    handle = create_study(config)
+    return _drive(handle, args, seed_baselines=True)
+
+
+def cmd_study_resume(args) -> int:
+    from mixnas.orchestrator.study import load_study
+
+    handle = load_study(args.name, args.storage)
+    if args.n_trials:
+        handle.config.n_trials = args.n_trials
+        _set_target(handle, args.n_trials)
+    if args.workers:
+        handle.config.workers = args.workers
+    return _drive(handle, args, seed_baselines=False)
+
+
+def _set_target(handle, n_trials: int) -> None:
+    from mixnas.orchestrator.models import StudyRecord
+
+    with handle.sessions() as session, session.begin():
+        record = session.get(StudyRecord, handle.record_id)
+        record.target_trials = n_trials
+        record.config = {**record.config, "n_trials": n_trials}
+
+
+def _drive(handle, args, *, seed_baselines: bool) -> int:
+    from mixnas.orchestrator.driver import Driver
+    from mixnas.orchestrator.progress import LiveProgress, pareto_table
+    from mixnas.orchestrator.study import pareto_front
+
+    console = Console(stderr=False)
+    quiet = args.quiet or not console.is_terminal and os.environ.get("CI")
+    progress = None if quiet else LiveProgress(console, handle.name)
+    driver = Driver(handle, ray_address=args.ray_address, progress=progress)
+    with progress if progress else nullcontext():
+        counts = driver.run(seed_baselines=seed_baselines)
+    front = pareto_front(handle)
+    objectives = [o.to_dict() for o in handle.config.objectives]
+    console.print(pareto_table(front, objectives))
+    console.print(
+        f"{counts.done}/{handle.config.n_trials} trials done: {counts.complete} complete, "
+        f"{counts.pruned} pruned, {counts.failed} failed, {counts.infeasible} infeasible. "
+        f"Explore: mixnas dashboard --storage {handle.config.storage}"
+    )
+    if driver.aborting or driver.stopping:
+        console.print(f"stopped; continue with: mixnas study resume {handle.name} "
+                      f"--storage {handle.config.storage}")
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def cmd_study_list(args) -> int:
+    from mixnas.orchestrator.study import list_studies
+
+    studies = list_studies(args.storage)
+    if args.json:
+        print(json.dumps(studies, indent=2))
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"studies in {args.storage}")
+    for column in ("name", "state", "done/target", "complete", "running", "failed", "pruned"):
+        table.add_column(column)
+    for s in studies:
+        t = s["trials"]
+        done = t["complete"] + t["pruned"] + t["infeasible"] + t["failed"]
+        table.add_row(s["name"], s["state"], f"{done}/{s['target_trials']}", str(t["complete"]),
+                      str(t["running"]), str(t["failed"]), str(t["pruned"]))
+    Console().print(table)
+    return 0
+
+
+def cmd_study_status(args) -> int:
+    from mixnas.orchestrator.study import status
+
+    info = status(args.name, args.storage)
+    if args.json:
+        out = {k: info[k] for k in ("name", "objectives")}
+        out["trials"] = {k: info["trials"][k] for k in ("complete", "running", "failed", "pruned")}
+        out["trials"]["infeasible"] = info["trials"]["infeasible"]
+        out["state"] = info["state"]
+        out["target_trials"] = info["target_trials"]
+        print(json.dumps(out, indent=2))
+        return 0
+    objectives = ", ".join(f"{o['name']} ({o['direction']})" for o in info["objectives"])
+    trials = ", ".join(f"{n} {state}" for state, n in info["trials"].items())
+    Console().print(f"[bold]{info['name']}[/] [{info['state']}]  target {info['target_trials']}\n"
+                    f"objectives: {objectives}\ntrials: {trials}")
+    return 0
+
+
+def cmd_study_pareto(args) -> int:
+    from mixnas.orchestrator.progress import pareto_table
+    from mixnas.orchestrator.study import load_study, pareto_front
+
+    handle = load_study(args.name, args.storage)
+    front = pareto_front(handle)
+    if args.json:
+        print(json.dumps(
+            [{k: item[k] for k in ("trial", "values", "arch_hash", "architecture")}
+             for item in front],
+            indent=2,
+        ))
+        return 0
+    Console().print(pareto_table(front, [o.to_dict() for o in handle.config.objectives]))
+    return 0
+
+
+def cmd_study_promote(args) -> int:
+    from mixnas.orchestrator.progress import LiveProgress
+    from mixnas.orchestrator.promote import promote, promoted_name
+
+    console = Console()
+    progress = None if args.quiet else LiveProgress(console, promoted_name(args.name, args.scale))
+    with progress if progress else nullcontext():
+        report = promote(args.name, args.storage, top_k=args.top_k, scale=args.scale,
+                         workers=args.workers, ray_address=args.ray_address, progress=progress)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    from rich.table import Table
+
+    objective = report["objective"]["name"]
+    table = Table(title=f"{report['parent']} -> {report['study']}: {objective}")
+    for column in ("parent trial", "small", "trial", "large"):
+        table.add_column(column, justify="right")
+    for pair in report["pairs"]:
+        table.add_row(str(pair["parent_trial"]), f"{pair['small']:.4g}", str(pair["trial"]),
+                      f"{pair['large']:.4g}")
+    console.print(table)
+    rho = report["spearman"]
+    summary = "undefined (fewer than 3 pairs or a constant side)" if rho is None else (
+        f"{rho:.3f} (p={report['p_value']:.3g})")
+    console.print(f"Spearman rank correlation small vs large: {summary} over "
+                  f"{len(report['pairs'])} designs")
+    return 0
+
+
+# --------------------------------------------------------------------------- space
+def cmd_space_show(args) -> int:
+    from mixnas.search_space.commands import show
+
+    show(args.file, Console())
+    return 0
+
+
+def cmd_space_validate(args) -> int:
+    from mixnas.search_space.commands import validate
+
+    print(validate(args.file))
+    return 0
+
+
+def cmd_space_sample(args) -> int:
+    from mixnas.search_space.commands import sample
+
+    archs = sample(args.file, args.n, args.seed)
+    if args.json:
+        print(json.dumps(archs, indent=2, sort_keys=True))
+        return 0
+    for item in archs:
+        print(item["summary"])
+    return 0
+
+
+# --------------------------------------------------------------------------- others
+def cmd_evaluate(args) -> int:
+    from mixnas.evaluator.commands import evaluate_command
+
+    evaluate_command(args.arch, args.task, args.set or [], args.steps, args.json, Console())
+    return 0
+
+
+def cmd_export(args) -> int:
+    from mixnas.export.commands import export_from_file, export_from_study
+
+    if args.arch:
+        if args.name:
+            raise MixnasError("give either a study NAME or --arch, not both")
+        paths = export_from_file(args.arch, args.output, vocab_size=args.vocab_size,
+                                 force=args.force)
+    else:
+        if not args.name:
+            raise MixnasError("give a study NAME (with --trial N or --pareto) or --arch FILE")
+        if (args.trial is None) == (not args.pareto):
+            raise MixnasError("give exactly one of --trial N or --pareto")
+        paths = export_from_study(args.storage, args.name, trial=args.trial, pareto=args.pareto,
+                                  out_dir=args.output, force=args.force)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def cmd_dashboard(args) -> int:
+    from mixnas.dashboard.app import serve
+    from mixnas.orchestrator.storage import check_url
+
+    check_url(args.storage)
+    serve(args.storage, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_bench_kernels(args) -> int:
+    from mixnas.kernels.bench import main as bench_main
+
+    argv = (["--json", args.json] if args.json else []) + (["--smoke"] if args.smoke else [])
+    return bench_main(argv)
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mixnas", description="Neural architecture search over sequence-model mixers."
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    study = commands.add_parser("study", help="start, resume and inspect studies")
+    study_cmds = study.add_subparsers(title="study commands", metavar="ACTION")
+    start = study_cmds.add_parser("start", help="start a study from a study file")
+    start.add_argument("file", help="study YAML file, e.g. studies/quickstart.yaml")
+    start.add_argument("--storage", help="SQLAlchemy URL (default: the file's storage)")
+    _driver_options(start)
+    start.set_defaults(handler=cmd_study_start)
+
+    resume = study_cmds.add_parser("resume", help="continue a study (after a crash or Ctrl-C)")
+    resume.add_argument("name")
+    resume.add_argument("--storage", default=DEFAULT_STORAGE)
+    _driver_options(resume)
+    resume.set_defaults(handler=cmd_study_resume)
+
+    listing = study_cmds.add_parser("list", help="list the studies in a database")
+    listing.add_argument("--storage", default=DEFAULT_STORAGE)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_study_list)
+
+    for name, handler, text in (
+        ("status", cmd_study_status, "trial counts by state"),
+        ("pareto", cmd_study_pareto, "the Pareto front"),
+    ):
+        sub = study_cmds.add_parser(name, help=text)
+        sub.add_argument("name")
+        sub.add_argument("--storage", default=DEFAULT_STORAGE)
+        sub.add_argument("--json", action="store_true")
+        sub.set_defaults(handler=handler)
+
+    promote = study_cmds.add_parser(
+        "promote", help="retrain the front's top designs at a larger scale as a linked study"
+    )
+    promote.add_argument("name")
+    promote.add_argument("--storage", default=DEFAULT_STORAGE)
+    promote.add_argument("--top-k", type=_positive_int, default=3, help="designs to promote")
+    promote.add_argument("--scale", type=float, default=2.0, help="width/depth/budget factor")
+    promote.add_argument("--workers", type=_positive_int)
+    promote.add_argument("--ray-address")
+    promote.add_argument("--quiet", action="store_true")
+    promote.add_argument("--json", action="store_true")
+    promote.set_defaults(handler=cmd_study_promote)
+
+    space = commands.add_parser("space", help="inspect search-space grammars")
+    space_cmds = space.add_subparsers(title="space commands", metavar="ACTION")
+    show = space_cmds.add_parser("show", help="print a grammar as a tree")
+    show.add_argument("file")
+    show.set_defaults(handler=cmd_space_show)
+    validate = space_cmds.add_parser("validate", help="check a grammar file")
+    validate.add_argument("file")
+    validate.set_defaults(handler=cmd_space_validate)
+    sample = space_cmds.add_parser("sample", help="sample architectures from a grammar")
+    sample.add_argument("file")
+    sample.add_argument("--n", type=_positive_int, default=5)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--json", action="store_true")
+    sample.set_defaults(handler=cmd_space_sample)
+
+    evaluate = commands.add_parser("evaluate", help="train and profile one architecture")
+    evaluate.add_argument("arch", help="architecture YAML file or a baseline name")
+    evaluate.add_argument("--task", required=True)
+    evaluate.add_argument("--set", action="append", metavar="KEY=VALUE",
+                          help="task, budget or train setting (repeatable)")
+    evaluate.add_argument("--steps", type=_positive_int, help="training steps")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    export = commands.add_parser("export", help="export architectures as standalone PyTorch")
+    export.add_argument("name", nargs="?", help="study name")
+    export.add_argument("--storage", default=DEFAULT_STORAGE)
+    export.add_argument("--trial", type=int)
+    export.add_argument("--pareto", action="store_true")
+    export.add_argument("--arch", help="architecture YAML file or baseline name")
+    export.add_argument("--vocab-size", type=_positive_int, default=256)
+    export.add_argument("-o", "--output", required=True)
+    export.add_argument("--force", action="store_true")
+    export.set_defaults(handler=cmd_export)
+
+    dashboard = commands.add_parser("dashboard", help="web dashboard over a study database")
+    dashboard.add_argument("--storage", default=DEFAULT_STORAGE)
+    dashboard.add_argument("--host", default="127.0.0.1")
+    dashboard.add_argument("--port", type=int, default=8080)
+    dashboard.set_defaults(handler=cmd_dashboard)
+
+    bench = commands.add_parser("bench", help="benchmarks")
+    bench_cmds = bench.add_subparsers(title="benchmarks", metavar="WHAT")
+    kernels = bench_cmds.add_parser("kernels", help="Triton kernels vs SDPA and torch (GPU)")
+    kernels.add_argument("--json", nargs="?", const="-", metavar="PATH",
+                         help="print the results as JSON (or write them to PATH)")
+    kernels.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU")
+    kernels.set_defaults(handler=cmd_bench_kernels)
+    return parser
+
+
+def _driver_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=_positive_int, help="trials in flight at once")
+    parser.add_argument("--n-trials", type=_positive_int, help="target number of trials")
+    parser.add_argument(
+        "--ray-address",
+        help="run on an existing Ray cluster: HOST:PORT, or 'auto' for RAY_ADDRESS or the "
+        "cluster this machine joined (default: a private local Ray)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no live progress display")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _version() -> str:
+    from mixnas import __version__
+
+    return f"mixnas {__version__}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,381 @@
+"""Study files: YAML loaded safely into typed config objects, every error naming FILE:LINE.
+
+A study file says what to search (`search_space`), on what (`task`, `budget`, `train`), for which
+objectives, with which sampler, and where results go (`storage`). Unknown or misspelt keys are
+errors, because a silently ignored key is a silently wrong study.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mixnas.errors import ConfigError
+
+SAMPLERS = ("tpe", "nsga2", "random")
+KEEP_WEIGHTS = ("pareto", "all", "none")
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader whose mappings remember the line of each key (1-based)."""
+
+
+class LineDict(dict):
+    lines: dict[str, int]
+    line: int
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
+    mapping = LineDict()
+    mapping.lines = {}
+    mapping.line = node.start_mark.line + 1
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in mapping:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        mapping[key] = loader.construct_object(value_node, deep=True)
+        mapping.lines[key] = key_node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(path: Path) -> Any:
+    """Parse a YAML file with line-aware mappings; errors become `FILE:LINE: message`."""
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, expected a YAML file")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        return yaml.load(text, Loader=_LineLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: malformed YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed YAML: {exc}") from None
+
+
+@dataclass
+class Objective:
+    name: str
+    direction: str  # "minimize" | "maximize"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "direction": self.direction}
+
+
+@dataclass
+class PruningConfig:
+    """Rung-based early stopping for multi-objective studies (see orchestrator/pruning.py)."""
+
+    enabled: bool = True
+    rungs: list[float] = field(default_factory=lambda: [0.25, 0.5])
+    margin: float = 0.1  # how far below the front (in the quality objective's units) is 'clearly'
+    min_trials: int = 4  # trials that must have reached a rung before anything is pruned there
+
+
+@dataclass
+class StudyConfig:
+    name: str
+    search_space: str  # path of the grammar file (resolved against the study file)
+    task: dict[str, Any]
+    budget: dict[str, Any]
+    objectives: list[Objective]
+    storage: str = "sqlite:///mixnas.db"
+    train: dict[str, Any] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)
+    sampler: str = "tpe"
+    sampler_options: dict[str, Any] = field(default_factory=dict)
+    n_trials: int = 32
+    workers: int = 2
+    seed: int = 0
+    baselines: list[Any] = field(default_factory=lambda: ["all"])
+    pruning: PruningConfig = field(default_factory=PruningConfig)
+    max_retries: int = 1
+    keep_weights: str = "pareto"
+    trial_timeout_s: float | None = None
+    source: str | None = None  # the file the config came from
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "search_space": self.search_space,
+            "task": dict(self.task),
+            "budget": dict(self.budget),
+            "objectives": [o.to_dict() for o in self.objectives],
+            "storage": self.storage,
+            "train": dict(self.train),
+            "profile": dict(self.profile),
+            "sampler": self.sampler,
+            "sampler_options": dict(self.sampler_options),
+            "n_trials": self.n_trials,
+            "workers": self.workers,
+            "seed": self.seed,
+            "baselines": list(self.baselines),
+            "pruning": {
+                "enabled": self.pruning.enabled,
+                "rungs": list(self.pruning.rungs),
+                "margin": self.pruning.margin,
+                "min_trials": self.pruning.min_trials,
+            },
+            "max_retries": self.max_retries,
+            "keep_weights": self.keep_weights,
+            "trial_timeout_s": self.trial_timeout_s,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudyConfig:
+        """Rebuild a config stored in the database (already validated once)."""
+        data = dict(data)
+        data["objectives"] = [Objective(**o) for o in data["objectives"]]
+        data["pruning"] = PruningConfig(**data.get("pruning", {}))
+        return cls(**data)
+
+
+_TOP_KEYS = {
+    "name": "a study name",
+    "storage": "an SQLAlchemy URL",
+    "search_space": "a grammar file path",
+    "task": "a mapping with 'name' and the task's settings",
+    "budget": "a mapping with 'steps' or 'tokens'",
+    "train": "a mapping of trainer settings",
+    "profile": "a mapping of profiler settings",
+    "objectives": "a list of {name, direction}",
+    "sampler": f"one of {', '.join(SAMPLERS)}",
+    "sampler_options": "a mapping passed to the sampler",
+    "n_trials": "a positive integer",
+    "workers": "a positive integer",
+    "seed": "an integer",
+    "baselines": "a list of baseline names, 'all', or architecture mappings",
+    "pruning": "a mapping (enabled, rungs, margin, min_trials)",
+    "max_retries": "a non-negative integer",
+    "keep_weights": f"one of {', '.join(KEEP_WEIGHTS)}",
+    "trial_timeout_s": "seconds (a positive number)",
+}
+
+
+class _Reader:
+    """Reads one mapping, tracking which keys were used, with FILE:LINE-aware errors."""
+
+    def __init__(self, path: Path, data: Any, where: str, line: int | None = None):
+        self.path = path
+        self.where = where
+        if not isinstance(data, dict):
+            self.fail(f"{where} must be a mapping, got {_type_name(data)}", line)
+        self.data = data
+        self.lines = getattr(data, "lines", {})
+        self.line = getattr(data, "line", line)
+
+    def fail(self, message: str, line: int | None = None):
+        raise ConfigError(f"{self.path}{f':{line}' if line else ''}: {message}")
+
+    def line_of(self, key: str) -> int | None:
+        return self.lines.get(key, self.line)
+
+    def check_keys(self, allowed: dict[str, str] | set[str]) -> None:
+        for key in self.data:
+            if key not in allowed:
+                hint = difflib.get_close_matches(str(key), list(allowed), n=1)
+                suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+                known = ", ".join(sorted(allowed))
+                self.fail(
+                    f"unknown key '{key}' in {self.where}{suggestion}; known keys: {known}",
+                    self.line_of(key),
+                )
+
+    def get(self, key: str, kind: type | tuple, default: Any = ..., *, positive: bool = False):
+        if key not in self.data:
+            if default is ...:
+                self.fail(f"{self.where} is missing required key '{key}'", self.line)
+            return default
+        value = self.data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            expected = " or ".join(k.__name__ for k in kinds)
+            self.fail(
+                f"'{key}' must be {expected}, got {_type_name(value)} {value!r}", self.line_of(key)
+            )
+        if positive and value <= 0:
+            self.fail(f"'{key}' must be positive, got {value!r}", self.line_of(key))
+        return value
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "a mapping", LineDict: "a mapping", list: "a list", str: "a string"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def load_study_config(path: str | Path, *, validate_names: bool = True) -> StudyConfig:
+    """Load and validate a study file. Raises ConfigError('FILE:LINE: message')."""
+    path = Path(path)
+    data = load_yaml(path)
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty")
+    top = _Reader(path, data, "the study file", 1)
+    top.check_keys(_TOP_KEYS)
+
+    name = top.get("name", str)
+    if not name.strip() or len(name) > 200:
+        top.fail("'name' must be a non-empty string of at most 200 characters", top.line_of("name"))
+
+    space = top.get("search_space", str)
+    space_path = (path.parent / space).resolve() if not Path(space).is_absolute() else Path(space)
+    if not space_path.exists():
+        top.fail(f"search_space file not found: {space_path}", top.line_of("search_space"))
+
+    task_reader = _Reader(path, top.get("task", dict), "'task'", top.line_of("task"))
+    task = dict(task_reader.data)
+    task_reader.get("name", str)
+
+    budget = _read_budget(path, top)
+    objectives = _read_objectives(path, top)
+
+    pruning = PruningConfig()
+    if "pruning" in top.data:
+        p = _Reader(path, top.data["pruning"], "'pruning'", top.line_of("pruning"))
+        p.check_keys({"enabled", "rungs", "margin", "min_trials"})
+        pruning.enabled = p.get("enabled", bool, True)
+        pruning.rungs = list(p.get("rungs", list, pruning.rungs))
+        if any(not isinstance(r, (int, float)) or not 0 < r < 1 for r in pruning.rungs):
+            p.fail("'rungs' must be fractions of the budget strictly between 0 and 1",
+                   p.line_of("rungs"))
+        pruning.rungs = sorted(float(r) for r in pruning.rungs)
+        pruning.margin = float(p.get("margin", float, pruning.margin))
+        if pruning.margin < 0:
+            p.fail("'margin' must be >= 0", p.line_of("margin"))
+        pruning.min_trials = p.get("min_trials", int, pruning.min_trials, positive=True)
+
+    sampler = top.get("sampler", str, "tpe")
+    if sampler not in SAMPLERS:
+        top.fail(f"unknown sampler '{sampler}'; choose one of {', '.join(SAMPLERS)}",
+                 top.line_of("sampler"))
+    keep_weights = top.get("keep_weights", str, "pareto")
+    if keep_weights not in KEEP_WEIGHTS:
+        top.fail(f"'keep_weights' must be one of {', '.join(KEEP_WEIGHTS)}",
+                 top.line_of("keep_weights"))
+    baselines = top.get("baselines", (list, str), ["all"])
+    if isinstance(baselines, str):
+        baselines = [baselines]
+    max_retries = top.get("max_retries", int, 1)
+    if max_retries < 0:
+        top.fail("'max_retries' must be >= 0", top.line_of("max_retries"))
+    timeout = top.get("trial_timeout_s", float, None, positive=True)
+
+    config = StudyConfig(
+        name=name,
+        search_space=str(space_path),
+        task=_plain(task),
+        budget=budget,
+        objectives=objectives,
+        storage=top.get("storage", str, "sqlite:///mixnas.db"),
+        train=_plain(dict(top.get("train", dict, {}))),
+        profile=_plain(dict(top.get("profile", dict, {}))),
+        sampler=sampler,
+        sampler_options=_plain(dict(top.get("sampler_options", dict, {}))),
+        n_trials=top.get("n_trials", int, 32, positive=True),
+        workers=top.get("workers", int, 2, positive=True),
+        seed=top.get("seed", int, 0),
+        baselines=_plain(baselines),
+        pruning=pruning,
+        max_retries=max_retries,
+        keep_weights=keep_weights,
+        trial_timeout_s=float(timeout) if timeout is not None else None,
+        source=str(path.resolve()),
+    )
+    if validate_names:
+        _validate_against_components(config, path, top)
+    return config
+
+
+def _read_budget(path: Path, top: _Reader) -> dict[str, Any]:
+    b = _Reader(path, top.get("budget", dict), "'budget'", top.line_of("budget"))
+    b.check_keys({"steps", "tokens", "eval_every"})
+    if ("steps" in b.data) == ("tokens" in b.data):
+        b.fail("'budget' needs exactly one of 'steps' or 'tokens'", b.line)
+    budget: dict[str, Any] = {}
+    for key in ("steps", "tokens", "eval_every"):
+        if key in b.data:
+            budget[key] = b.get(key, int, positive=True)
+    return budget
+
+
+def _read_objectives(path: Path, top: _Reader) -> list[Objective]:
+    items = top.get("objectives", list)
+    line = top.line_of("objectives")
+    if not items:
+        top.fail("'objectives' must list at least one objective", line)
+    objectives = []
+    for item in items:
+        o = _Reader(path, item, "an objective", line)
+        o.check_keys({"name", "direction"})
+        name = o.get("name", str)
+        direction = o.get("direction", str)
+        if direction not in ("minimize", "maximize"):
+            o.fail(f"objective '{name}': direction must be 'minimize' or 'maximize', "
+                   f"got '{direction}'", o.line_of("direction"))
+        if name in {obj.name for obj in objectives}:
+            o.fail(f"objective '{name}' is listed twice", o.line_of("name"))
+        objectives.append(Objective(name, direction))
+    return objectives
+
+
+def _validate_against_components(config: StudyConfig, path: Path, top: _Reader) -> None:
+    """Check task, metric and baseline names against what the evaluator and search space know."""
+    from mixnas.evaluator import get_task, profile_metric_names, task_metric_names
+    from mixnas.search_space import BASELINES, Architecture
+
+    task_settings = {k: v for k, v in config.task.items() if k != "name"}
+    try:
+        get_task(config.task["name"], **task_settings)
+    except (ValueError, TypeError) as exc:
+        top.fail(f"task: {exc}", top.line_of("task"))
+    known = set(task_metric_names(config.task["name"], **task_settings))
+    known |= set(profile_metric_names(config.profile))
+    for objective in config.objectives:
+        if objective.name not in known:
+            hint = difflib.get_close_matches(objective.name, sorted(known), n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            top.fail(
+                f"unknown objective metric '{objective.name}'{suggestion}; "
+                f"known: {', '.join(sorted(known))}",
+                top.line_of("objectives"),
+            )
+    for baseline in config.baselines:
+        if isinstance(baseline, str):
+            if baseline != "all" and baseline not in BASELINES:
+                top.fail(
+                    f"unknown baseline '{baseline}'; known: all, {', '.join(sorted(BASELINES))}",
+                    top.line_of("baselines"),
+                )
+            continue
+        try:
+            Architecture.from_dict(baseline).canonical_dict()
+        except (ValueError, KeyError, TypeError) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            top.fail(f"baselines: {message}", top.line_of("baselines"))
+
+
+def _plain(value: Any) -> Any:
+    """LineDicts back to plain dicts (JSON-storable)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,16 @@
+"""Alembic environment: runs on the connection handed over by `migrations.upgrade`."""
+
+from alembic import context
+
+from mixnas.orchestrator.migrations import VERSION_TABLE
+from mixnas.orchestrator.models import Base
+
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    version_table=VERSION_TABLE,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

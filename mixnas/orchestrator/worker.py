@@ -1,0 +1,151 @@
+"""What one Ray worker does for one trial: train and profile, write the learning curve as it goes,
+and stop at a rung when the study already holds a clearly better and cheaper design.
+
+The worker writes curve points straight to the study database (so the dashboard sees them live and
+other workers can compare at rungs); the driver alone writes the trial's final state.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+import traceback
+from typing import Any
+
+import sqlalchemy as sa
+
+from mixnas.orchestrator.models import CurvePoint, TrialRecord
+from mixnas.orchestrator.pruning import (
+    RungEntry,
+    as_float_dict,
+    dominator,
+    split_objectives,
+)
+from mixnas.orchestrator.storage import connect
+
+
+def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate one architecture; never raises for a trial's own failure (returns the reason)."""
+    import torch
+
+    from mixnas.evaluator import TrialFailed, evaluate, get_task, task_metric_names
+    from mixnas.search_space import Architecture
+    from mixnas.search_space.model import state_dict_bytes
+
+    torch.set_num_threads(int(payload.get("threads", 1)))
+    started = time.perf_counter()
+    sessions = connect(payload["storage"], create=False)
+    trial_id = payload["trial_id"]
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        arch = Architecture.from_json(payload["arch_json"])
+        task = payload["task"]
+        settings = {k: v for k, v in task.items() if k != "name"}
+        quality_dirs, cost_dirs = split_objectives(
+            payload["objectives"], set(task_metric_names(task["name"], **settings))
+        )
+        costs = _upfront_costs(arch, get_task(task["name"], **settings).vocab_size, payload)
+        with sessions() as session, session.begin():
+            record = session.get(TrialRecord, trial_id)
+            record.worker = worker
+            record.profile = costs
+
+        def on_eval(point: dict[str, Any]) -> None:
+            with sessions() as session, session.begin():
+                session.add(
+                    CurvePoint(
+                        trial_id=trial_id,
+                        step=int(point.get("step", 0)),
+                        tokens=int(point.get("tokens", 0)),
+                        train_loss=_finite_or_none(point.get("train_loss")),
+                        metrics=as_float_dict(point.get("metrics")),
+                        rung=point.get("rung"),
+                    )
+                )
+
+        pruning = payload.get("pruning") or {}
+
+        def on_rung(rung: int, step: int, metrics: dict[str, Any]) -> bool:
+            if not pruning.get("enabled") or not quality_dirs:
+                return False
+            others = _rung_entries(sessions, payload["study_id"], rung, set(quality_dirs))
+            if len(others) < pruning.get("min_trials", 4):
+                return False
+            me = RungEntry(payload["number"], as_float_dict(metrics), as_float_dict(costs))
+            better = dominator(me, others, quality_dirs, cost_dirs, pruning.get("margin", 0.1))
+            return better is not None
+
+        result = evaluate(
+            arch,
+            task,
+            payload["budget"],
+            payload.get("train") or None,
+            payload.get("profile") or None,
+            seed=int(payload.get("seed", 0)),
+            on_rung=on_rung,
+            on_eval=on_eval,
+            keep_weights=bool(payload.get("keep_weights")),
+        )
+    except TrialFailed as exc:
+        return _failed(str(exc), started, worker)
+    except Exception as exc:  # a crash in model code must fail the trial, not the study
+        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return _failed(f"error: {detail}", started, worker)
+    return {
+        "status": "pruned" if result.pruned_at_step is not None else "complete",
+        "metrics": as_float_dict(result.metrics),
+        "profile": {**costs, **as_float_dict(result.profile)},
+        "pruned_at_step": result.pruned_at_step,
+        "steps": result.steps,
+        "budget_steps": result.budget_steps,
+        "vocab_size": result.vocab_size,
+        "weights": state_dict_bytes(result.state_dict) if result.state_dict else None,
+        "seconds": time.perf_counter() - started,
+        "worker": worker,
+    }
+
+
+def _upfront_costs(arch, vocab_size: int, payload: dict[str, Any]) -> dict[str, float]:
+    """Analytic costs known before training, so rung comparisons can use them."""
+    from mixnas.search_space import build_model
+
+    context = int((payload.get("profile") or {}).get("context_length", 2048))
+    model = build_model(arch, vocab_size)
+    return {
+        "params": float(model.num_params(non_embedding=False)),
+        "non_embedding_params": float(model.num_params(non_embedding=True)),
+        "state_bytes": float(model.state_bytes(context)),
+        "flops_per_token": float(model.flops_per_token(context)),
+    }
+
+
+def _rung_entries(sessions, study_id: int, rung: int, quality: set[str]) -> list[RungEntry]:
+    """Every other trial's standing at this rung, with the costs it reported up front."""
+    with sessions() as session:
+        rows = session.execute(
+            sa.select(TrialRecord.number, TrialRecord.profile, CurvePoint.metrics)
+            .join(CurvePoint, CurvePoint.trial_id == TrialRecord.id)
+            .where(TrialRecord.study_id == study_id, CurvePoint.rung == rung)
+        ).all()
+    return [
+        RungEntry(number, as_float_dict(metrics), as_float_dict(profile))
+        for number, profile, metrics in rows
+        if metrics and quality & set(metrics)
+    ]
+
+
+def _failed(reason: str, started: float, worker: str) -> dict[str, Any]:
+    return {
+        "status": "failed",
+        "reason": reason,
+        "seconds": time.perf_counter() - started,
+        "worker": worker,
+    }
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    return None

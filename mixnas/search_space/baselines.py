@@ -1,0 +1,59 @@
+"""Named reference architectures at small default sizes (d_model 64), for studies to train next
+to searched designs on CPU. Each follows its published layer pattern, shrunk: the pattern, not the
+scale, is what a study compares."""
+
+from __future__ import annotations
+
+from mixnas.search_space.architecture import Architecture, Layer, Mixer
+
+D_MODEL = 64
+GQA = Mixer("attention", {"heads": 4, "kv_heads": 2, "rope": True})
+GDN = Mixer("gated_deltanet", {"heads": 4})
+SWIGLU = Mixer("swiglu", {"expand": 8 / 3})
+NONE = Mixer("none")
+
+
+def _arch(name: str, layers: list[tuple[Mixer, Mixer]]) -> Architecture:
+    return Architecture(D_MODEL, [Layer(t, c) for t, c in layers], "rms", True, name)
+
+
+def _jamba() -> Architecture:
+    """1 attention : 7 Mamba-2 layers (attention in the middle, layer 4), MoE on odd layers with
+    top-2 of 4 experts at half the SwiGLU width each, so the active width matches SWIGLU."""
+    moe = Mixer("moe", {"experts": 4, "top_k": 2, "expand": 4 / 3, "expert": "swiglu"})
+    layers = [
+        (GQA if i == 4 else Mixer("mamba2", {"heads": 4, "expand": 2, "d_state": 16}),
+         moe if i % 2 else SWIGLU)
+        for i in range(8)
+    ]
+    return _arch("jamba", layers)
+
+
+def _griffin() -> Architecture:
+    """Griffin's (recurrent, recurrent, local attention) pattern, twice; GLA stands in for the
+    RG-LRU recurrence, sliding-window attention of 32 tokens for local attention, GeGLU MLPs."""
+    rec = Mixer("gla", {"heads": 4, "gate_rank": 16})
+    local = Mixer("attention", {"heads": 4, "kv_heads": 1, "rope": True, "window": 32})
+    geglu = Mixer("geglu", {"expand": 8 / 3})
+    return _arch("griffin", [(m, geglu) for m in [rec, rec, local] * 2])
+
+
+BASELINES: dict[str, Architecture] = {
+    "transformer": _arch("transformer", [(GQA, SWIGLU)] * 4),
+    # Mamba stacks SSM blocks without MLPs; 6 of them about match the transformer's parameters
+    "mamba2": _arch("mamba2", [(Mixer("mamba2", {"heads": 4, "expand": 2}), NONE)] * 6),
+    "gated_deltanet": _arch("gated_deltanet", [(GDN, SWIGLU)] * 4),
+    "hyena": _arch("hyena", [(Mixer("hyena", {"order": 2}), SWIGLU)] * 4),
+    "gdn_attn_3to1": _arch(
+        "gdn_attn_3to1", [(GDN, SWIGLU)] * 3 + [(GQA, SWIGLU)]
+    ),
+    "jamba": _jamba(),
+    "griffin": _griffin(),
+}
+
+
+def get_baseline(name: str) -> Architecture:
+    """A fresh copy of the named baseline (callers may mutate it)."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; known: {', '.join(sorted(BASELINES))}")
+    return Architecture.from_dict(BASELINES[name].to_dict())

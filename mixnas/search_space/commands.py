@@ -1,0 +1,61 @@
+"""What `mixnas space show|validate|sample FILE` do; the CLI only parses arguments and prints.
+
+Each raises `GrammarError` (a ValueError whose message is `FILE:LINE: message`) for a bad file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from mixnas.search_space.constraints import footprint, human
+from mixnas.search_space.grammar import Grammar, GrammarError
+from mixnas.search_space.sampling import RandomDecider
+
+
+def show(path: str | Path, console: Console) -> None:
+    """Print the grammar as a tree: settings, constraints, and each rule's weighted productions."""
+    console.print(Grammar.load(path).render_tree())
+
+
+def validate(path: str | Path, draws: int = 100) -> str:
+    """Check the file, then derive `draws` random architectures (which also exercises every
+    decision name the draws reach) and count the feasible ones; a one-line summary."""
+    grammar = Grammar.load(path)
+    decider = RandomDecider(0)
+    rejected = [grammar.check_constraints(grammar.sample(decider)) for _ in range(draws)]
+    rejected = [reasons[0] for reasons in rejected if reasons]
+    if len(rejected) == draws:
+        message = f"no feasible architecture in {draws} draws: {rejected[0]}"
+        raise GrammarError(str(path), None, message)
+    productions = sum(len(rule.productions) for rule in grammar.rules.values())
+    summary = (
+        f"{path}: ok, {grammar.name!r} has {len(grammar.rules)} rules and {productions} "
+        f"productions; {draws - len(rejected)}/{draws} random draws are feasible"
+    )
+    return summary + (f" (a rejection: {rejected[0]})" if rejected else "")
+
+
+def sample(path: str | Path, n: int, seed: int | None = None) -> list[dict[str, Any]]:
+    """`n` feasible architectures as JSON-ready dicts: hash, sizes, a one-line summary, and the
+    architecture itself (`Architecture.from_dict` reads it back)."""
+    grammar = Grammar.load(path)
+    context = grammar.constraints.context_length
+    out = []
+    for arch in grammar.sample_many(n, seed):
+        size = footprint(arch, context)
+        mixers = ", ".join(f"{k} x{v}" for k, v in sorted(arch.mixer_counts().items()))
+        out.append(
+            {
+                "hash": arch.hash,
+                "non_embedding_params": size.non_embedding_params,
+                "state_bytes": size.state_bytes,
+                "context_length": context,
+                "summary": f"d_model {arch.d_model}, {len(arch.layers)} layers ({mixers}), "
+                f"{human(size.non_embedding_params)} params",
+                "architecture": arch.to_dict(),
+            }
+        )
+    return out

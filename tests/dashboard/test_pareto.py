@@ -1,0 +1,71 @@
+"""Pareto fronts and hypervolume against brute force and Optuna's own hypervolume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from optuna._hypervolume import compute_hypervolume
+
+from mixnas.pareto import (
+    front_2d,
+    front_nd,
+    hypervolume_history,
+    reference_point,
+    to_loss,
+)
+
+# Small integer grids make ties and duplicates common, which is where fronts go wrong.
+coordinate = st.integers(0, 6).map(float)
+
+
+def points_of(dim: int, max_size: int = 40):
+    return st.lists(st.tuples(*[coordinate] * dim), max_size=max_size)
+
+
+def brute_front(points: list[tuple]) -> list[int]:
+    def dominates(a, b):
+        return all(x <= y for x, y in zip(a, b)) and a != b
+
+    return [i for i, p in enumerate(points) if not any(dominates(q, p) for q in points)]
+
+
+@given(points_of(2))
+@settings(max_examples=200, deadline=None)
+def test_front_2d_is_the_non_dominated_set_with_duplicates(points):
+    front = front_2d(points)
+    assert sorted(front) == brute_front(points)
+    assert [points[i][0] for i in front] == sorted(points[i][0] for i in front)  # sweep order
+
+
+@given(st.integers(1, 4).flatmap(points_of))
+@settings(max_examples=200, deadline=None)
+def test_front_nd_is_the_non_dominated_set(points):
+    assert front_nd(points) == brute_front(points)
+
+
+def test_fronts_handle_infinities_like_any_value():
+    points = [(float("inf"), 0.0), (1.0, float("inf")), (2.0, 2.0), (float("inf"), float("inf"))]
+    assert sorted(front_2d(points)) == front_nd(points) == [0, 1, 2]
+
+
+def test_to_loss_negates_maximised_objectives():
+    assert to_loss((1.0, 2.0, 3.0), ["minimize", "maximize", "minimize"]) == (1.0, -2.0, 3.0)
+
+
+@given(points_of(2, max_size=30).filter(bool))
+@settings(max_examples=150, deadline=None)
+def test_hypervolume_history_matches_optuna_on_every_prefix(points):
+    ref = reference_point(points)
+    history = hypervolume_history(points, ref)
+    assert len(history) == len(points)
+    for i in range(len(points)):
+        expected = compute_hypervolume(np.asarray(points[: i + 1]), np.asarray(ref))
+        assert history[i] == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_reference_point_lies_beyond_the_worst_values():
+    points = [(1.0, 10.0), (3.0, 4.0), (2.0, 6.0)]
+    assert reference_point(points) == pytest.approx((3.2, 10.6))
+    assert reference_point([(5.0, 0.0)]) == pytest.approx((5.5, 0.1))  # no range: 10% of |worst|

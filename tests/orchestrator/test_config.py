@@ -1,0 +1,89 @@
+"""Study files: valid ones load into typed configs; every mistake names FILE:LINE and the key."""
+
+from pathlib import Path
+
+import pytest
+
+from mixnas.errors import ConfigError
+from mixnas.orchestrator.config import load_study_config
+
+GOOD = """\
+name: demo
+search_space: space.yaml
+task:
+  name: mqar
+  seq_len: 64
+budget:
+  steps: 100
+objectives:
+  - {name: accuracy, direction: maximize}
+  - {name: non_embedding_params, direction: minimize}
+n_trials: 8
+workers: 2
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "space.yaml").write_text("placeholder: true\n")
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_good_file_loads_with_defaults(tmp_path):
+    config = load_study_config(write(tmp_path, GOOD), validate_names=False)
+    assert config.name == "demo"
+    assert config.storage == "sqlite:///mixnas.db"
+    assert config.sampler == "tpe"
+    assert config.budget == {"steps": 100}
+    assert [(o.name, o.direction) for o in config.objectives] == [
+        ("accuracy", "maximize"),
+        ("non_embedding_params", "minimize"),
+    ]
+    assert Path(config.search_space) == (tmp_path / "space.yaml").resolve()
+    assert config.task == {"name": "mqar", "seq_len": 64}
+
+
+def test_config_round_trips_through_the_database_form(tmp_path):
+    from mixnas.orchestrator.config import StudyConfig
+
+    config = load_study_config(write(tmp_path, GOOD), validate_names=False)
+    assert StudyConfig.from_dict(config.to_dict()) == config
+
+
+# (mutation of GOOD, expected line, expected text in the message)
+BAD_CASES = [
+    ("name: demo\nsearch_space: space.yaml\ntask: [oops\n", 4, "malformed YAML"),
+    (GOOD.replace("workers: 2", "wrokers: 2"), 12, "unknown key 'wrokers' in the study file (did you mean 'workers'?)"),
+    (GOOD.replace("  steps: 100", "  steps: 0"), 7, "'steps' must be positive"),
+    (GOOD.replace("  steps: 100", "  steps: -5"), 7, "'steps' must be positive"),
+    (GOOD.replace("  steps: 100", "  stpes: 100"), 7, "unknown key 'stpes' in 'budget'"),
+    (GOOD.replace("n_trials: 8", "n_trials: many"), 11, "'n_trials' must be int, got a string"),
+    (GOOD.replace("direction: maximize", "direction: up"), 9, "direction must be 'minimize' or 'maximize'"),
+    (GOOD.replace("search_space: space.yaml", "search_space: nowhere.yaml"), 2, "search_space file not found"),
+    (GOOD + "sampler: cmaes\n", 13, "unknown sampler 'cmaes'"),
+    (GOOD.replace("name: demo\n", ""), 1, "missing required key 'name'"),
+    (GOOD + "workers: 3\n", 13, "duplicate key 'workers'"),
+    (GOOD + "pruning: {rungs: [0.5, 1.5]}\n", 13, "'rungs' must be fractions"),
+    (GOOD.replace("  - {name: accuracy, direction: maximize}\n", "  - {name: accuracy, direction: maximize, weight: 2}\n"), 9, "unknown key 'weight' in an objective"),
+]
+
+
+@pytest.mark.parametrize("text,line,message", BAD_CASES)
+def test_bad_study_files_name_file_line_and_field(tmp_path, text, line, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_study_config(path, validate_names=False)
+    error = str(info.value)
+    assert error.startswith(f"{path}:{line}: "), error
+    assert message in error
+    assert "\n" not in error
+
+
+def test_missing_and_empty_files(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        load_study_config(tmp_path / "absent.yaml")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="the file is empty"):
+        load_study_config(empty)
