@@ -14,15 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.utils import flop_counter
-from torch.utils.flop_counter import FlopCounterMode
 
 from mixnas.evaluator.trainer import Run, device_context
 
-# torch counts its GPU attention kernels but not the CPU one that causal SDPA runs on CPU.
-_CPU_SDPA = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-if _CPU_SDPA not in flop_counter.flop_registry:
-    flop_counter.register_flop_formula(_CPU_SDPA, get_raw=True)(flop_counter.sdpa_flop)
+# Imported from the kernels so that the CPU attention op is counted by the kernels' own formula
+# (attending pairs only: causal is half of dense), whichever module is imported first.
+from mixnas.kernels.flops import FlopCounterMode
 
 DEFAULT_PROFILE: dict[str, Any] = {
     "context_length": 2048,  # length at which FLOPs per token and decode state are reported

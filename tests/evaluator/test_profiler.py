@@ -43,9 +43,9 @@ def test_counted_attention_flops_grow_with_context():
         evaluate(arch, EASY, {"steps": 1}, QUICK_TRAIN, {"latency": False, "context_length": t})
         for t in (64, 256)
     )
-    # attention scores cost 4 * T * d FLOPs per token (not halved for causal masking)
+    # a causal query attends (T + 1) / 2 keys on average, each pair costing 4 * d FLOPs
     extra = long.profile["flops_per_token_counted"] - short.profile["flops_per_token_counted"]
-    assert extra == 4 * (256 - 64) * 32
+    assert extra == 2 * (256 - 64) * 32
 
 
 def test_latency_is_optional():
