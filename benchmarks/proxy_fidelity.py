@@ -7,11 +7,14 @@ measures per architecture:
 - `mqar_proxy`: MQAR accuracy after a short run of `--proxy-steps` (its own cosine schedule);
 - `mqar_rung`: MQAR accuracy at the 1/multiplier rung of the long run (what rung pruning sees);
 - `mqar_full`: MQAR accuracy after `--multiplier` times as many steps;
+- `mqar_*_loss`: the same three as test cross-entropy on the queried values (a score that still
+  ranks designs before any of them has learned to recall);
 - `mad`: the `mad` suite's mean accuracy (reduced settings below, `--mad-steps` per task);
 - `lm_val_loss`: byte-level LM validation loss on the stdlib corpus after `--lm-steps`.
 
-and reports Spearman rank correlations: proxy vs full, rung vs full, and MQAR/MAD vs LM loss
-(negative is agreement: higher accuracy, lower loss). Writes JSON and a PNG of the scatter plots.
+and reports Spearman rank correlations: proxy vs full and rung vs full (accuracy and loss), and
+MQAR/MAD vs LM loss (negative is agreement: higher accuracy, lower loss). Writes JSON and a PNG
+of the scatter plots.
 
 Usage: python -m benchmarks.proxy_fidelity [--n 20] [--workers 1] [--proxy-steps 50]
        [--multiplier 8] [--mad-steps 240] [--lm-steps 200] [--space PATH] [--seed 0]
@@ -82,6 +85,9 @@ def score(job: tuple[int, dict, dict]) -> dict[str, Any]:
         "mqar_proxy": quick.metrics["accuracy"],
         "mqar_rung": rung["metrics"]["accuracy"],
         "mqar_full": full.metrics["accuracy"],
+        "mqar_proxy_loss": quick.metrics["loss"],
+        "mqar_rung_loss": rung["metrics"]["loss"],
+        "mqar_full_loss": full.metrics["loss"],
         "mad": mad.metrics["accuracy"],
         "lm_val_loss": lm.metrics["val_loss"],
         "cpu_seconds": round(time.process_time() - start, 1),
@@ -106,6 +112,8 @@ def correlations(rows: list[dict]) -> dict[str, dict[str, float]]:
     pairs = {
         "proxy_vs_full": ("mqar_proxy", "mqar_full"),
         "rung_vs_full": ("mqar_rung", "mqar_full"),
+        "proxy_vs_full_loss": ("mqar_proxy_loss", "mqar_full_loss"),
+        "rung_vs_full_loss": ("mqar_rung_loss", "mqar_full_loss"),
         "mqar_vs_lm_loss": ("mqar_full", "lm_val_loss"),
         "mad_vs_lm_loss": ("mad", "lm_val_loss"),
     }
@@ -125,10 +133,11 @@ def plot(rows: list[dict], corr: dict, path: Path) -> None:
     panels = [
         ("mqar_proxy", "mqar_full", "proxy_vs_full"),
         ("mqar_rung", "mqar_full", "rung_vs_full"),
+        ("mqar_proxy_loss", "mqar_full_loss", "proxy_vs_full_loss"),
         ("mqar_full", "lm_val_loss", "mqar_vs_lm_loss"),
         ("mad", "lm_val_loss", "mad_vs_lm_loss"),
     ]
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.2))
     for ax, (x, y, name) in zip(axes, panels):
         ax.scatter([r[x] for r in rows], [r[y] for r in rows], s=18)
         ax.set_xlabel(x)
