@@ -82,6 +82,7 @@ def config(name: str, storage: str, n_trials: int, workers: int, sampler: str = 
         seed=0,
         baselines=baselines or [],
         pruning=PruningConfig(enabled=False),
+        reuse_results=False,  # the throughput runs train one design over and over on purpose
     )
 
 

@@ -282,6 +282,7 @@ class Store:
             "failure_reason": t.failure_reason,
             "attempt": t.attempt,
             "retry_of": t.retry_of,
+            "duplicate_of": t.duplicate_of,
             "worker": t.worker,
             "compute_seconds": t.compute_seconds,
             "saved_steps": t.saved_steps,

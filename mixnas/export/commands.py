@@ -115,7 +115,8 @@ def load_architecture(arch_path: str | os.PathLike) -> Architecture:
 
 
 def _pareto_trials(session: Any, record: StudyRecord) -> list[TrialRecord]:
-    """Complete trials whose objective values no other complete trial dominates."""
+    """Complete trials whose objective values no other complete trial dominates (without those
+    that reused an earlier trial's result: that trial is on the front with the same values)."""
     names = [o["name"] for o in record.objectives]
     directions = [o["direction"] for o in record.objectives]
     complete = session.scalars(
@@ -123,7 +124,11 @@ def _pareto_trials(session: Any, record: StudyRecord) -> list[TrialRecord]:
         .where(TrialRecord.study_id == record.id, TrialRecord.state == "complete")
         .order_by(TrialRecord.number)
     ).all()
-    scored = [t for t in complete if t.values and all(n in t.values for n in names)]
+    scored = [
+        t
+        for t in complete
+        if t.duplicate_of is None and t.values and all(n in t.values for n in names)
+    ]
     points = [to_loss([float(t.values[n]) for n in names], directions) for t in scored]
     return [scored[i] for i in front_nd(points)]
 
@@ -142,6 +147,12 @@ def _trial_job(
     if arch.name is None and trial.baseline:
         arch.name = trial.baseline
     weights = session.get(TrialWeights, trial.id)
+    if weights is None and trial.duplicate_of is not None:  # trained once, as that trial
+        weights = session.scalar(
+            sa.select(TrialWeights)
+            .join(TrialRecord, TrialRecord.id == TrialWeights.trial_id)
+            .where(TrialRecord.study_id == study.id, TrialRecord.number == trial.duplicate_of)
+        )
     if weights is not None:
         vocab_size = weights.vocab_size
     else:

@@ -105,6 +105,7 @@ class StudyConfig:
     pruning: PruningConfig = field(default_factory=PruningConfig)
     max_retries: int = 1
     keep_weights: str = "pareto"
+    reuse_results: bool = True
     trial_timeout_s: float | None = None
     source: str | None = None  # the file the config came from
 
@@ -132,6 +133,7 @@ class StudyConfig:
             },
             "max_retries": self.max_retries,
             "keep_weights": self.keep_weights,
+            "reuse_results": self.reuse_results,
             "trial_timeout_s": self.trial_timeout_s,
             "source": self.source,
         }
@@ -163,6 +165,8 @@ _TOP_KEYS = {
     "pruning": "a mapping (enabled, rungs, margin, min_trials)",
     "max_retries": "a non-negative integer",
     "keep_weights": f"one of {', '.join(KEEP_WEIGHTS)}",
+    "reuse_results": "true or false: an architecture already trained in the study is not "
+    "trained again",
     "trial_timeout_s": "seconds (a positive number)",
 }
 
@@ -296,6 +300,7 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
         pruning=pruning,
         max_retries=max_retries,
         keep_weights=keep_weights,
+        reuse_results=top.get("reuse_results", bool, True),
         trial_timeout_s=float(timeout) if timeout is not None else None,
         source=str(path.resolve()),
     )

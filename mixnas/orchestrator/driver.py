@@ -170,6 +170,8 @@ class Driver:
             reason = "infeasible: " + "; ".join(violations)
             self._finish_without_training(trial, record, "infeasible", reason)
             return
+        if self.config.reuse_results and self._reuse_earlier_result(trial, record):
+            return
         with self.handle.sessions() as session, session.begin():
             session.add(record)
             session.flush()
@@ -195,6 +197,40 @@ class Driver:
         }
         ref = self._remote.remote(payload)
         self.inflight[ref] = InFlight(trial.number, record_id, dict(trial.params), attrs)
+
+    def _reuse_earlier_result(self, trial, record: TrialRecord) -> bool:
+        """Complete `trial` with the result of an earlier trial of the same architecture, if the
+        study has one. Every trial of a study trains with the same task, budget and seed, so
+        training it again would repeat that run; samplers often re-propose designs they like."""
+        with self.handle.sessions() as session:
+            earlier = session.scalars(
+                sa.select(TrialRecord)
+                .where(
+                    TrialRecord.study_id == record.study_id,
+                    TrialRecord.arch_hash == record.arch_hash,
+                    TrialRecord.state == "complete",
+                    TrialRecord.duplicate_of.is_(None),
+                )
+                .order_by(TrialRecord.number)
+                .limit(1)
+            ).first()
+        names = self.handle.objective_names()
+        if earlier is None or not earlier.values or any(n not in earlier.values for n in names):
+            return False
+        record.state = "complete"
+        record.values = dict(earlier.values)
+        record.metrics = earlier.metrics
+        record.profile = earlier.profile
+        record.duplicate_of = earlier.number
+        record.compute_seconds = 0.0
+        record.finished_at = utcnow()
+        with self.handle.sessions() as session, session.begin():
+            session.add(record)
+        values = [float(earlier.values[n]) for n in names]
+        self.handle.optuna_study.tell(trial, values, skip_if_finished=True)
+        message = f"trial {trial.number} complete: same architecture as trial {earlier.number}"
+        self._show(self.counts(), message + ", result reused")
+        return True
 
     def _finish_without_training(self, trial, record: TrialRecord, state: str, reason: str):
         record.state = state

@@ -81,6 +81,8 @@ class TrialRecord(Base):
     worker: Mapped[str | None] = mapped_column(String(256), nullable=True)
     compute_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     saved_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)  # pruning savings
+    # the trial number whose result this one reused: same architecture, so not trained again
+    duplicate_of: Mapped[int | None] = mapped_column(Integer, nullable=True)
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 

@@ -167,7 +167,8 @@ def status(name: str, storage: str) -> dict[str, Any]:
 
 
 def pareto_front(handle: StudyHandle) -> list[dict[str, Any]]:
-    """Optuna's Pareto front, joined with our architecture records."""
+    """Optuna's Pareto front, joined with our architecture records, one entry per architecture:
+    a trial that reused an earlier trial's result is left out, since that trial is listed."""
     best = handle.optuna_study.best_trials
     numbers = [t.number for t in best]
     with handle.sessions() as session:
@@ -183,6 +184,8 @@ def pareto_front(handle: StudyHandle) -> list[dict[str, Any]]:
     front = []
     for trial in sorted(best, key=lambda t: t.number):
         record = records.get(trial.number)
+        if record is not None and record.duplicate_of is not None:
+            continue
         front.append(
             {
                 "trial": trial.number,

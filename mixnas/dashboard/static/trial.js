@@ -95,6 +95,7 @@
       ['finished (UTC)', t.finished_at ? t.finished_at.replace('T', ' ').slice(0, 19) : null],
       ['wall time', MX.duration(seconds)], ['compute seconds', t.compute_seconds],
       ['worker', t.worker], ['attempt', t.attempt], ['retry of', t.retry_of],
+      ['result reused from trial', t.duplicate_of],
       ['steps saved by pruning', t.saved_steps], ['weights kept', t.has_weights ? 'yes' : 'no']]
       .filter(([, v]) => v !== null && v !== undefined);
     $('run').replaceChildren(kvTable(run, ''));
