@@ -70,12 +70,15 @@ def score(job: tuple[int, dict, dict]) -> dict[str, Any]:
     start = time.process_time()
     proxy, long = cfg["proxy_steps"], cfg["proxy_steps"] * cfg["multiplier"]
     try:
-        quick = evaluate(arch, MQAR, {"steps": proxy}, MQAR_TRAIN, PROFILE)
+        mqar = cfg["mqar"]
+        quick = evaluate(arch, mqar, {"steps": proxy}, MQAR_TRAIN, PROFILE)
         full = evaluate(
-            arch, MQAR, {"steps": long, "rungs": [1 / cfg["multiplier"]]}, MQAR_TRAIN, PROFILE
+            arch, mqar, {"steps": long, "rungs": [1 / cfg["multiplier"]]}, MQAR_TRAIN, PROFILE
         )
-        mad = evaluate(arch, MAD, {"steps": 6 * cfg["mad_steps"]}, MAD_TRAIN, PROFILE)
-        lm = evaluate(arch, LM, {"steps": cfg["lm_steps"]}, LM_TRAIN, PROFILE)
+        if not cfg["mqar_only"]:
+            mad = evaluate(arch, MAD, {"steps": 6 * cfg["mad_steps"]}, MAD_TRAIN, PROFILE)
+            lm = evaluate(arch, LM, {"steps": cfg["lm_steps"]}, LM_TRAIN, PROFILE)
+            row.update(mad=mad.metrics["accuracy"], lm_val_loss=lm.metrics["val_loss"])
     except TrialFailed as exc:
         return {**row, "failed": str(exc)}
     rung = next((p for p in full.curve if p["rung"] == 0), full.curve[-1])
@@ -88,8 +91,6 @@ def score(job: tuple[int, dict, dict]) -> dict[str, Any]:
         "mqar_proxy_loss": quick.metrics["loss"],
         "mqar_rung_loss": rung["metrics"]["loss"],
         "mqar_full_loss": full.metrics["loss"],
-        "mad": mad.metrics["accuracy"],
-        "lm_val_loss": lm.metrics["val_loss"],
         "cpu_seconds": round(time.process_time() - start, 1),
     }
 
@@ -119,6 +120,8 @@ def correlations(rows: list[dict]) -> dict[str, dict[str, float]]:
     }
     out = {}
     for name, (a, b) in pairs.items():
+        if a not in rows[0] or b not in rows[0]:
+            continue  # --mqar-only
         rho, p = spearmanr([r[a] for r in rows], [r[b] for r in rows])
         out[name] = {"spearman": round(float(rho), 3), "p_value": round(float(p), 4)}
     return out
@@ -137,6 +140,7 @@ def plot(rows: list[dict], corr: dict, path: Path) -> None:
         ("mqar_full", "lm_val_loss", "mqar_vs_lm_loss"),
         ("mad", "lm_val_loss", "mad_vs_lm_loss"),
     ]
+    panels = [p for p in panels if p[2] in corr]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.2))
     for ax, (x, y, name) in zip(axes, panels):
         ax.scatter([r[x] for r in rows], [r[y] for r in rows], s=18)
@@ -160,6 +164,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--multiplier", type=int, default=8)
     parser.add_argument("--mad-steps", type=int, default=240, help="steps per MAD task")
     parser.add_argument("--lm-steps", type=int, default=200)
+    parser.add_argument("--mqar-seq-len", type=int, default=MQAR["seq_len"])
+    parser.add_argument("--mqar-kv-pairs", type=int, default=MQAR["num_kv_pairs"])
+    parser.add_argument("--mqar-only", action="store_true", help="skip the MAD and LM scores")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", default=str(RESULTS / "proxy_fidelity.json"))
     args = parser.parse_args(argv)
@@ -169,6 +176,8 @@ def main(argv: list[str] | None = None) -> dict:
         "multiplier": args.multiplier,
         "mad_steps": args.mad_steps,
         "lm_steps": args.lm_steps,
+        "mqar": {**MQAR, "seq_len": args.mqar_seq_len, "num_kv_pairs": args.mqar_kv_pairs},
+        "mqar_only": args.mqar_only,
     }
     jobs = [(i, a.to_dict(), cfg) for i, a in enumerate(archs)]
     start = time.perf_counter()
@@ -192,7 +201,7 @@ def report(rows: list[dict], args: argparse.Namespace, argv, wall: float) -> dic
         **environment("benchmarks.proxy_fidelity", argv),
         "settings": {
             **vars(args),
-            "mqar": MQAR,
+            "mqar": {**MQAR, "seq_len": args.mqar_seq_len, "num_kv_pairs": args.mqar_kv_pairs},
             "mqar_train": MQAR_TRAIN,
             "mad": MAD,
             "mad_train": MAD_TRAIN,
