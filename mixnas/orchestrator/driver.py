@@ -214,8 +214,7 @@ class Driver:
                 .order_by(TrialRecord.number)
                 .limit(1)
             ).first()
-        names = self.handle.objective_names()
-        if earlier is None or not earlier.values or any(n not in earlier.values for n in names):
+        if earlier is None:
             return False
         record.state = "complete"
         record.values = dict(earlier.values)
@@ -226,7 +225,7 @@ class Driver:
         record.finished_at = utcnow()
         with self.handle.sessions() as session, session.begin():
             session.add(record)
-        values = [float(earlier.values[n]) for n in names]
+        values = [float(earlier.values[n]) for n in self.handle.objective_names()]
         self.handle.optuna_study.tell(trial, values, skip_if_finished=True)
         message = f"trial {trial.number} complete: same architecture as trial {earlier.number}"
         self._show(self.counts(), message + ", result reused")
