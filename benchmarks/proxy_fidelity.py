@@ -107,6 +107,10 @@ def sample(space: Path, n: int, seed: int, max_width: int, max_depth: int) -> li
     return kept[:n]
 
 
+def mqar_task(args: argparse.Namespace) -> dict[str, Any]:
+    return {**MQAR, "seq_len": args.mqar_seq_len, "num_kv_pairs": args.mqar_kv_pairs}
+
+
 def correlations(rows: list[dict]) -> dict[str, dict[str, float]]:
     from scipy.stats import spearmanr
 
@@ -176,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
         "multiplier": args.multiplier,
         "mad_steps": args.mad_steps,
         "lm_steps": args.lm_steps,
-        "mqar": {**MQAR, "seq_len": args.mqar_seq_len, "num_kv_pairs": args.mqar_kv_pairs},
+        "mqar": mqar_task(args),
         "mqar_only": args.mqar_only,
     }
     jobs = [(i, a.to_dict(), cfg) for i, a in enumerate(archs)]
@@ -201,7 +205,7 @@ def report(rows: list[dict], args: argparse.Namespace, argv, wall: float) -> dic
         **environment("benchmarks.proxy_fidelity", argv),
         "settings": {
             **vars(args),
-            "mqar": {**MQAR, "seq_len": args.mqar_seq_len, "num_kv_pairs": args.mqar_kv_pairs},
+            "mqar": mqar_task(args),
             "mqar_train": MQAR_TRAIN,
             "mad": MAD,
             "mad_train": MAD_TRAIN,
