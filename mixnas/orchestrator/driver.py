@@ -383,7 +383,8 @@ class Driver:
                 )
 
     def recover_stale(self) -> int:
-        """Fail and re-queue trials whose driver stopped beating; returns how many.
+        """Fail trials whose driver stopped beating, re-queueing those with retries left (a
+        design that kills its driver every time must not loop forever); returns how many.
 
         Each stale row is claimed by a conditional UPDATE, so two drivers recovering at once never
         queue the same parameters twice, and a result that lands late is dropped (see
@@ -401,34 +402,37 @@ class Driver:
                 )
             )
             running = session.execute(
-                sa.select(TrialRecord.id, TrialRecord.driver_id).where(
+                sa.select(TrialRecord.id, TrialRecord.driver_id, TrialRecord.attempt).where(
                     TrialRecord.study_id == self.handle.record_id,
                     TrialRecord.state == "running",
                 )
             ).all()
         study = self.handle.optuna_study
         recovered = 0
-        for record_id, owner in running:
+        for record_id, owner, attempt in running:
             if owner in live:
                 continue
+            retry = attempt < self.config.max_retries
+            reason = f"stale: driver {owner} stopped beating"
             with self.handle.sessions() as session, session.begin():
                 claimed = session.execute(
                     sa.update(TrialRecord)
                     .where(TrialRecord.id == record_id, TrialRecord.state == "running")
                     .values(
                         state="failed",
-                        failure_reason=f"stale: driver {owner} stopped beating",
+                        failure_reason=reason if retry else f"{reason} (retries used up)",
                         finished_at=utcnow(),
-                        retried=True,
+                        retried=retry,
                     )
                 ).rowcount
                 trial = session.get(TrialRecord, record_id)
             if not claimed:
                 continue  # another driver recovered it first
-            attrs: dict[str, Any] = {"retry_of": trial.number, "attempt": trial.attempt + 1}
-            if trial.baseline:
-                attrs.update(baseline=trial.baseline, arch_json=trial.arch_json)
-            study.enqueue_trial(dict(trial.params or {}), user_attrs=attrs)
+            if retry:
+                attrs: dict[str, Any] = {"retry_of": trial.number, "attempt": attempt + 1}
+                if trial.baseline:
+                    attrs.update(baseline=trial.baseline, arch_json=trial.arch_json)
+                study.enqueue_trial(dict(trial.params or {}), user_attrs=attrs)
             study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
             recovered += 1
         self._settle_orphans(live)

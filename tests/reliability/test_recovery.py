@@ -33,14 +33,15 @@ def register(handle, driver_id: str, *, silent_for_s: float) -> None:
                                  heartbeat_at=utcnow() - timedelta(seconds=silent_for_s)))
 
 
-def start_trial(handle, driver_id: str) -> tuple[int, int]:
+def start_trial(handle, driver_id: str, attempt: int = 0) -> tuple[int, int]:
     """A trial as `_launch` leaves it: asked, owned, recorded running."""
     trial = handle.optuna_study.ask()
     x = trial.suggest_int("x", 0, 9)
     trial.set_user_attr("driver_id", driver_id)
     with handle.sessions() as session, session.begin():
         record = TrialRecord(study_id=handle.record_id, number=trial.number, state="running",
-                             driver_id=driver_id, params={"x": x}, arch_hash="h")
+                             driver_id=driver_id, params={"x": x}, arch_hash="h",
+                             attempt=attempt)
         session.add(record)
         session.flush()
         return trial.number, record.id
@@ -78,6 +79,16 @@ def test_a_result_landing_after_a_takeover_is_dropped(handle):
     [retry] = waiting(handle)
     assert retry.user_attrs["retry_of"] == number
     assert retry.system_attrs["fixed_params"] == late.params
+
+
+def test_a_stale_trial_out_of_retries_is_failed_and_not_requeued(handle):
+    register(handle, "dead", silent_for_s=600)
+    number, _ = start_trial(handle, "dead", attempt=handle.config.max_retries)
+    assert Driver(handle).recover_stale() == 1
+    failed = row(handle, number)
+    assert (failed.state, failed.retried) == ("failed", False)
+    assert failed.failure_reason.endswith("(retries used up)")
+    assert optuna_trial(handle, number).state == TrialState.FAIL and not waiting(handle)
 
 
 def test_a_result_written_but_not_told_reaches_optuna(handle):
