@@ -41,6 +41,7 @@ class InFlight:
     record_id: int
     params: dict[str, Any]
     user_attrs: dict[str, Any]
+    arch_hash: str = ""
     started: float = field(default_factory=time.monotonic)
 
 
@@ -71,6 +72,8 @@ class Driver:
         self.progress = progress
         self.driver_id = uuid.uuid4().hex[:16]
         self.inflight: dict[Any, InFlight] = {}
+        # trials whose architecture an in-flight trial is training: settled when it finishes
+        self.twins: dict[str, list[tuple[Any, TrialRecord]]] = {}
         self.stopping = False
         self.aborting = False
         self._stop_heartbeat = threading.Event()
@@ -173,13 +176,20 @@ class Driver:
         if self.config.reuse_results and self._reuse_earlier_result(trial, record):
             return
         with self.handle.sessions() as session, session.begin():
-            session.add(record)
-            session.flush()
-            record_id = record.id
+            session.add(record)  # running: counted, and recovered should this driver die
+        twin = any(info.arch_hash == record.arch_hash for info in self.inflight.values())
+        if self.config.reuse_results and twin:  # wait for its result rather than train it twice
+            self.twins.setdefault(record.arch_hash, []).append((trial, record))
+            return
+        self._train(trial, record)
+
+    def _train(self, trial, record: TrialRecord) -> None:
+        """Send a trial (its row written, state running) to a Ray worker."""
+        attrs = dict(trial.user_attrs)
         payload = {
             "storage": self.config.storage,
             "study_id": self.handle.record_id,
-            "trial_id": record_id,
+            "trial_id": record.id,
             "number": trial.number,
             "arch_json": record.arch_json,
             "task": self.config.task,
@@ -196,7 +206,19 @@ class Driver:
             "keep_weights": self.config.keep_weights != "none",
         }
         ref = self._remote.remote(payload)
-        self.inflight[ref] = InFlight(trial.number, record_id, dict(trial.params), attrs)
+        self.inflight[ref] = InFlight(
+            trial.number, record.id, dict(trial.params), attrs, arch_hash=record.arch_hash
+        )
+
+    def _settle_twins(self, info: InFlight, fail_with: dict[str, Any] | None = None) -> None:
+        """Finish the trials that waited on `info`'s architecture: with its result when it
+        completed, else by training them, or with `fail_with` (the driver is aborting)."""
+        for trial, record in self.twins.pop(info.arch_hash, []):
+            if fail_with is not None:
+                twin = InFlight(trial.number, record.id, dict(trial.params), dict(trial.user_attrs))
+                self._record_result(twin, fail_with)
+            elif not self._reuse_earlier_result(trial, record):
+                self._train(trial, record)
 
     def _reuse_earlier_result(self, trial, record: TrialRecord) -> bool:
         """Complete `trial` with the result of an earlier trial of the same architecture, if the
@@ -253,6 +275,7 @@ class Driver:
             reason = f"worker died: {_first_line(exc)}"
             result = {"status": "failed", "reason": reason, "retry": True}
         self._record_result(info, result)
+        self._settle_twins(info)
 
     def _record_result(self, info: InFlight, result: dict[str, Any]) -> None:
         """Write a trial's outcome, then tell Optuna. The row is updated only while it is still
@@ -344,6 +367,7 @@ class Driver:
                 del self.inflight[ref]
                 reason = f"timed out after {limit:g} s"
                 self._record_result(info, {"status": "failed", "reason": reason, "retry": False})
+                self._settle_twins(info)
 
     def _abort_inflight(self) -> None:
         import ray
@@ -352,7 +376,9 @@ class Driver:
             ray.cancel(ref, force=True)
             del self.inflight[ref]
             reason = "interrupted: the driver was stopped by a second Ctrl-C"
-            self._record_result(info, {"status": "failed", "reason": reason, "retry": True})
+            result = {"status": "failed", "reason": reason, "retry": True}
+            self._record_result(info, result)
+            self._settle_twins(info, fail_with=result)
 
     def _drop_weights_off_front(self) -> None:
         front = {t.number for t in self.handle.optuna_study.best_trials}

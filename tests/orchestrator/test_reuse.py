@@ -1,5 +1,6 @@
 """A study does not train the same architecture twice: a trial the sampler draws again completes
-with the earlier trial's result (real CLI, real Ray, real SQLite)."""
+with the earlier trial's result, also when it is drawn while that trial is still training (real
+CLI, real Ray, real SQLite)."""
 
 import json
 import subprocess
@@ -47,7 +48,7 @@ objectives:
 profile: {{latency: false}}
 sampler: random
 n_trials: 5
-workers: 1
+workers: {workers}
 baselines: []
 pruning: {{enabled: false}}
 reuse_results: {reuse}
@@ -68,9 +69,12 @@ def db(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reuse")
     (tmp / "space.yaml").write_text(SPACE)
     url = f"sqlite:///{tmp}/reuse.db"
-    for name, reuse in (("reusing", "true"), ("retraining", "false")):
+    # two workers: the repeats are drawn while the first trial is still training
+    for name, reuse, workers in (("reusing", "true", 2), ("retraining", "false", 1)):
         path = tmp / f"{name}.yaml"
-        path.write_text(STUDY.format(name=name, space=tmp / "space.yaml", reuse=reuse))
+        path.write_text(
+            STUDY.format(name=name, space=tmp / "space.yaml", reuse=reuse, workers=workers)
+        )
         mixnas("study", "start", str(path), "--storage", url, "--quiet")
     return tmp, url
 
