@@ -342,9 +342,16 @@ def _read_objectives(path: Path, top: _Reader) -> list[Objective]:
 
 
 def _validate_against_components(config: StudyConfig, path: Path, top: _Reader) -> None:
-    """Check task, metric and baseline names against what the evaluator and search space know."""
+    """Check the task, train settings, metric and baseline names against what the evaluator and
+    search space know (a bad setting would otherwise fail every trial, one by one)."""
     from mixnas.evaluator import get_task, profile_metric_names, task_metric_names
+    from mixnas.evaluator.trainer import resolve_train
     from mixnas.search_space import BASELINES, Architecture
+
+    try:
+        resolve_train(config.train)
+    except ValueError as exc:
+        top.fail(f"train: {exc}", top.line_of("train"))
 
     task_settings = {k: v for k, v in config.task.items() if k != "name"}
     try:

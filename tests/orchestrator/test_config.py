@@ -87,3 +87,18 @@ def test_missing_and_empty_files(tmp_path):
     empty.write_text("")
     with pytest.raises(ConfigError, match="the file is empty"):
         load_study_config(empty)
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        ("train: {schedule: linear}\n", "train: train setting 'schedule' must be cosine or wsd"),
+        ("train: {lr_max: 1.0}\n", "train: unknown train setting 'lr_max'"),
+        ("baselines: [gpt5]\n", "unknown baseline 'gpt5'"),
+    ],
+)
+def test_settings_the_evaluator_would_reject_fail_at_load(tmp_path, extra, message):
+    path = write(tmp_path, GOOD + extra)
+    with pytest.raises(ConfigError) as info:
+        load_study_config(path)
+    assert str(info.value).startswith(f"{path}:13: ") and message in str(info.value)
