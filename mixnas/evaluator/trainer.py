@@ -30,9 +30,15 @@ DEFAULT_TRAIN: dict[str, Any] = {
     "batch_size": 128,
     "eval_batch_size": 256,
     "warmup_frac": 0.05,
+    # cosine: decay over the whole run. wsd (warmup-stable-decay): constant, then a linear decay
+    # over the last decay_frac of the steps, so a short run follows a long one's schedule for
+    # most of its length and ranks designs more like it does
+    "schedule": "cosine",
+    "decay_frac": 0.2,
     "grad_clip": 1.0,  # 0 disables clipping
     "aux_loss_coef": 0.01,  # weight of the model's MoE load-balancing loss
 }
+NUMBER_SETTINGS = tuple(k for k, v in DEFAULT_TRAIN.items() if isinstance(v, float))
 EARLY_STOP_ACCURACY = 0.999
 
 
@@ -60,11 +66,15 @@ def resolve_train(train: dict[str, Any] | None) -> dict[str, Any]:
     for key in ("batch_size", "eval_batch_size"):
         if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 1:
             raise ValueError(f"train setting '{key}' must be a positive int, got {cfg[key]!r}")
-    for key in ("lr", "min_lr", "weight_decay", "warmup_frac", "grad_clip", "aux_loss_coef"):
+    if cfg["schedule"] not in ("cosine", "wsd"):
+        raise ValueError(f"train setting 'schedule' must be cosine or wsd, got {cfg['schedule']!r}")
+    for key in NUMBER_SETTINGS:
         if isinstance(cfg[key], bool) or not isinstance(cfg[key], (int, float)) or cfg[key] < 0:
             raise ValueError(f"train setting '{key}' must be a number >= 0, got {cfg[key]!r}")
     if not 0 <= cfg["warmup_frac"] < 1:
         raise ValueError(f"train setting 'warmup_frac' must be in [0, 1), got {cfg['warmup_frac']}")
+    if not 0 < cfg["decay_frac"] <= 1:
+        raise ValueError(f"train setting 'decay_frac' must be in (0, 1], got {cfg['decay_frac']}")
     return cfg
 
 
@@ -87,6 +97,20 @@ def resolve_budget(budget: dict[str, Any]) -> dict[str, Any]:
     ):
         raise ValueError(f"budget 'rungs' must be a list of fractions in (0, 1), got {rungs!r}")
     return {**budget, "rungs": sorted(rungs)}
+
+
+def learning_rate(step: int, total_steps: int, cfg: dict[str, Any]) -> float:
+    """The learning rate at `step` of `total_steps`: linear warmup, then cosine or WSD decay."""
+    lr, min_lr = cfg["lr"], cfg["min_lr"]
+    warmup = int(cfg["warmup_frac"] * total_steps)
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    if cfg["schedule"] == "wsd":
+        decay_start = max(warmup, total_steps - round(cfg["decay_frac"] * total_steps))
+        progress = (step - decay_start) / max(1, total_steps - decay_start)
+        return lr if progress < 0 else lr - (lr - min_lr) * progress
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * progress))
 
 
 def steps_per_run(budget: dict[str, Any], task: Task, batch_size: int) -> int:
@@ -135,14 +159,6 @@ class Run:
             betas=tuple(self.cfg["betas"]),
         )
 
-    def lr_at(self, step: int) -> float:
-        lr, min_lr = self.cfg["lr"], self.cfg["min_lr"]
-        warmup = int(self.cfg["warmup_frac"] * self.total_steps)
-        if step < warmup:
-            return lr * (step + 1) / warmup
-        progress = (step - warmup) / max(1, self.total_steps - warmup)
-        return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * progress))
-
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, targets = self.task.train_batch(self.cfg["batch_size"], self.generator)
         return inputs.to(self.device), targets.to(self.device)
@@ -150,7 +166,7 @@ class Run:
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
         """One optimizer step; returns the task loss."""
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr_at(self.done)
+            group["lr"] = learning_rate(self.done, self.total_steps, self.cfg)
         self.optimizer.zero_grad(set_to_none=True)
         with device_context(self.device):
             logits = self.task.predict(self.model, self.head, inputs)

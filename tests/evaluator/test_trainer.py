@@ -7,6 +7,7 @@ import torch
 
 import mixnas.evaluator.evaluation as evaluation
 from mixnas.evaluator import DEFAULT_TRAIN, TrialFailed, evaluate
+from mixnas.evaluator.trainer import learning_rate, resolve_train
 from mixnas.search_space import Architecture, Layer, Mixer, build_model
 
 from .helpers import EASY, NO_LATENCY, QUICK_TRAIN, tiny_arch
@@ -109,6 +110,26 @@ def test_bad_settings_are_value_errors():
     with pytest.raises(ValueError, match="unknown profile setting 'latncy'"):
         evaluate(tiny_arch(), EASY, {"steps": 1}, None, {"latncy": False})
     assert DEFAULT_TRAIN["lr"] == 5e-4 and DEFAULT_TRAIN["min_lr"] == 1e-6
+    with pytest.raises(ValueError, match="'schedule' must be cosine or wsd"):
+        resolve_train({"schedule": "linear"})
+    with pytest.raises(ValueError, match=r"'decay_frac' must be in \(0, 1\]"):
+        resolve_train({"decay_frac": 0})
+
+
+def test_schedules_warm_up_then_decay_to_min_lr():
+    cfg = resolve_train({"lr": 1.0, "min_lr": 0.0, "warmup_frac": 0.1})
+    cosine = [learning_rate(s, 100, cfg) for s in range(100)]
+    assert cosine[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
+    assert cosine[10] == 1.0 and cosine[55] == pytest.approx(0.5) and cosine[-1] < 1e-3
+    assert all(a >= b for a, b in zip(cosine[10:], cosine[11:]))
+
+    wsd = [learning_rate(s, 100, {**cfg, "schedule": "wsd", "decay_frac": 0.2}) for s in range(100)]
+    assert wsd[:10] == cosine[:10] and set(wsd[10:80]) == {1.0}
+    assert wsd[90] == pytest.approx(0.5) and wsd[-1] == pytest.approx(0.05)
+    # a short WSD run holds the long run's learning rate for most of its length
+    long = [learning_rate(s, 800, {**cfg, "schedule": "wsd", "warmup_frac": 0.0}) for s in range(80)]
+    short = [learning_rate(s, 100, {**cfg, "schedule": "wsd", "warmup_frac": 0.0}) for s in range(80)]
+    assert short == long
 
 
 def test_keep_weights_returns_a_loadable_cpu_state_dict():
