@@ -2,13 +2,14 @@
 
 For `--n` architectures drawn from a grammar (by default the default space, keeping only draws no
 wider than `--max-width` and no deeper than `--max-depth` so that they train on a CPU), this
-measures per architecture:
+measures per architecture, on the quick task (MQAR, or with `--study` the study file's own task,
+training settings and step budget, so that the figure is the fidelity of that study's proxy):
 
-- `mqar_proxy`: MQAR accuracy after a short run of `--proxy-steps` (its own cosine schedule);
-- `mqar_rung`: MQAR accuracy at the 1/multiplier rung of the long run (what rung pruning sees);
-- `mqar_full`: MQAR accuracy after `--multiplier` times as many steps;
-- `mqar_*_loss`: the same three as test cross-entropy on the queried values (a score that still
-  ranks designs before any of them has learned to recall);
+- `proxy`: accuracy after a short run of `--proxy-steps` (its own cosine schedule);
+- `rung`: accuracy at the 1/multiplier rung of the long run (what rung pruning sees);
+- `full`: accuracy after `--multiplier` times as many steps;
+- `*_loss`: the same three as test cross-entropy (a score that still ranks designs before any of
+  them has learned to recall);
 - `mad`: the `mad` suite's mean accuracy (reduced settings below, `--mad-steps` per task);
 - `lm_val_loss`: byte-level LM validation loss on the stdlib corpus after `--lm-steps`.
 
@@ -18,6 +19,7 @@ of the scatter plots.
 
 Usage: python -m benchmarks.proxy_fidelity [--n 20] [--workers 1] [--proxy-steps 50]
        [--multiplier 8] [--mad-steps 240] [--lm-steps 200] [--space PATH] [--seed 0]
+       [--study studies/quickstart.yaml --mqar-only]
 """
 
 from __future__ import annotations
@@ -70,10 +72,10 @@ def score(job: tuple[int, dict, dict]) -> dict[str, Any]:
     start = time.process_time()
     proxy, long = cfg["proxy_steps"], cfg["proxy_steps"] * cfg["multiplier"]
     try:
-        mqar = cfg["mqar"]
-        quick = evaluate(arch, mqar, {"steps": proxy}, MQAR_TRAIN, PROFILE)
+        task, train = cfg["task"], cfg["train"]
+        quick = evaluate(arch, task, {"steps": proxy}, train, PROFILE)
         full = evaluate(
-            arch, mqar, {"steps": long, "rungs": [1 / cfg["multiplier"]]}, MQAR_TRAIN, PROFILE
+            arch, task, {"steps": long, "rungs": [1 / cfg["multiplier"]]}, train, PROFILE
         )
         if not cfg["mqar_only"]:
             mad = evaluate(arch, MAD, {"steps": 6 * cfg["mad_steps"]}, MAD_TRAIN, PROFILE)
@@ -85,12 +87,12 @@ def score(job: tuple[int, dict, dict]) -> dict[str, Any]:
     return {
         **row,
         "non_embedding_params": full.profile["non_embedding_params"],
-        "mqar_proxy": quick.metrics["accuracy"],
-        "mqar_rung": rung["metrics"]["accuracy"],
-        "mqar_full": full.metrics["accuracy"],
-        "mqar_proxy_loss": quick.metrics["loss"],
-        "mqar_rung_loss": rung["metrics"]["loss"],
-        "mqar_full_loss": full.metrics["loss"],
+        "proxy": quick.metrics["accuracy"],
+        "rung": rung["metrics"]["accuracy"],
+        "full": full.metrics["accuracy"],
+        "proxy_loss": quick.metrics["loss"],
+        "rung_loss": rung["metrics"]["loss"],
+        "full_loss": full.metrics["loss"],
         "cpu_seconds": round(time.process_time() - start, 1),
     }
 
@@ -107,19 +109,29 @@ def sample(space: Path, n: int, seed: int, max_width: int, max_depth: int) -> li
     return kept[:n]
 
 
-def mqar_task(args: argparse.Namespace) -> dict[str, Any]:
-    return {**MQAR, "seq_len": args.mqar_seq_len, "num_kv_pairs": args.mqar_kv_pairs}
+def quick_task(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """The task, training settings and proxy steps scored: the study's, or MQAR's."""
+    if args.study:
+        from mixnas.orchestrator.config import load_study_config
+
+        study = load_study_config(args.study)
+        if "steps" not in study.budget:
+            raise SystemExit(f"{args.study}: --study needs a budget in steps")
+        task = {**study.task, "num_test": MQAR["num_test"]}
+        return task, study.train, args.proxy_steps or study.budget["steps"]
+    task = {**MQAR, "seq_len": args.mqar_seq_len, "num_kv_pairs": args.mqar_kv_pairs}
+    return task, MQAR_TRAIN, args.proxy_steps or 50
 
 
 def correlations(rows: list[dict]) -> dict[str, dict[str, float]]:
     from scipy.stats import spearmanr
 
     pairs = {
-        "proxy_vs_full": ("mqar_proxy", "mqar_full"),
-        "rung_vs_full": ("mqar_rung", "mqar_full"),
-        "proxy_vs_full_loss": ("mqar_proxy_loss", "mqar_full_loss"),
-        "rung_vs_full_loss": ("mqar_rung_loss", "mqar_full_loss"),
-        "mqar_vs_lm_loss": ("mqar_full", "lm_val_loss"),
+        "proxy_vs_full": ("proxy", "full"),
+        "rung_vs_full": ("rung", "full"),
+        "proxy_vs_full_loss": ("proxy_loss", "full_loss"),
+        "rung_vs_full_loss": ("rung_loss", "full_loss"),
+        "mqar_vs_lm_loss": ("full", "lm_val_loss"),
         "mad_vs_lm_loss": ("mad", "lm_val_loss"),
     }
     out = {}
@@ -138,10 +150,10 @@ def plot(rows: list[dict], corr: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     panels = [
-        ("mqar_proxy", "mqar_full", "proxy_vs_full"),
-        ("mqar_rung", "mqar_full", "rung_vs_full"),
-        ("mqar_proxy_loss", "mqar_full_loss", "proxy_vs_full_loss"),
-        ("mqar_full", "lm_val_loss", "mqar_vs_lm_loss"),
+        ("proxy", "full", "proxy_vs_full"),
+        ("rung", "full", "rung_vs_full"),
+        ("proxy_loss", "full_loss", "proxy_vs_full_loss"),
+        ("full", "lm_val_loss", "mqar_vs_lm_loss"),
         ("mad", "lm_val_loss", "mad_vs_lm_loss"),
     ]
     panels = [p for p in panels if p[2] in corr]
@@ -164,23 +176,28 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-width", type=int, default=64)
     parser.add_argument("--max-depth", type=int, default=4)
-    parser.add_argument("--proxy-steps", type=int, default=50)
+    parser.add_argument("--proxy-steps", type=int, help="default: 50, or the study's budget")
     parser.add_argument("--multiplier", type=int, default=8)
     parser.add_argument("--mad-steps", type=int, default=240, help="steps per MAD task")
     parser.add_argument("--lm-steps", type=int, default=200)
     parser.add_argument("--mqar-seq-len", type=int, default=MQAR["seq_len"])
     parser.add_argument("--mqar-kv-pairs", type=int, default=MQAR["num_kv_pairs"])
     parser.add_argument("--mqar-only", action="store_true", help="skip the MAD and LM scores")
+    parser.add_argument(
+        "--study", help="score this study file's task, train settings and budget (steps)"
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", default=str(RESULTS / "proxy_fidelity.json"))
     args = parser.parse_args(argv)
     archs = sample(Path(args.space), args.n, args.seed, args.max_width, args.max_depth)
+    task, train, args.proxy_steps = quick_task(args)
     cfg = {
         "proxy_steps": args.proxy_steps,
         "multiplier": args.multiplier,
         "mad_steps": args.mad_steps,
         "lm_steps": args.lm_steps,
-        "mqar": mqar_task(args),
+        "task": task,
+        "train": train,
         "mqar_only": args.mqar_only,
     }
     jobs = [(i, a.to_dict(), cfg) for i, a in enumerate(archs)]
@@ -191,11 +208,11 @@ def main(argv: list[str] | None = None) -> dict:
         for row in pool.imap_unordered(score, jobs):
             rows.append(row)
             print(row, flush=True)
-            data = report(rows, args, argv, time.perf_counter() - start)  # partial results too
+            data = report(rows, args, argv, cfg, time.perf_counter() - start)  # partial ones too
     return data
 
 
-def report(rows: list[dict], args: argparse.Namespace, argv, wall: float) -> dict:
+def report(rows: list[dict], args: argparse.Namespace, argv, cfg: dict, wall: float) -> dict:
     """Write the JSON (and the PNG once three architectures are scored) for `rows` so far."""
     rows = sorted(rows, key=lambda r: r["index"])
     ok = [r for r in rows if "failed" not in r]
@@ -205,8 +222,8 @@ def report(rows: list[dict], args: argparse.Namespace, argv, wall: float) -> dic
         **environment("benchmarks.proxy_fidelity", argv),
         "settings": {
             **vars(args),
-            "mqar": mqar_task(args),
-            "mqar_train": MQAR_TRAIN,
+            "task": cfg["task"],
+            "train": cfg["train"],
             "mad": MAD,
             "mad_train": MAD_TRAIN,
             "lm": LM,
