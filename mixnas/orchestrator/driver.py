@@ -288,7 +288,11 @@ class Driver:
             if missing:
                 status = "failed"
                 result = {**result, "reason": f"objective(s) not measured: {', '.join(missing)}"}
-        retry = self._retry_attrs(info) if status == "failed" and result.get("retry") else None
+        retry = None
+        if status == "failed" and result.get("retry"):
+            attempt = int(info.user_attrs.get("attempt", 0))
+            carried = {k: v for k, v in info.user_attrs.items() if k in ("baseline", "arch_json")}
+            retry = self._retry_attrs(info.number, attempt, carried)
         fields: dict[str, Any] = {
             "state": status,
             "finished_at": utcnow(),
@@ -344,15 +348,14 @@ class Driver:
         missing = [n for n in names if n not in measured]
         return [float(measured[n]) for n in names if n in measured], missing
 
-    def _retry_attrs(self, info: InFlight) -> dict[str, Any] | None:
-        """User attributes that re-queue the same parameters (or architecture), or None once
-        retries are used up."""
-        attempt = int(info.user_attrs.get("attempt", 0))
+    def _retry_attrs(
+        self, number: int, attempt: int, carried: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """User attributes that re-queue trial `number` (its parameters, plus `carried`: a
+        baseline's name and architecture), or None once its retries are used up."""
         if attempt >= self.config.max_retries:
             return None
-        attrs = {k: v for k, v in info.user_attrs.items() if k in ("baseline", "arch_json")}
-        attrs.update(retry_of=info.number, attempt=attempt + 1)
-        return attrs
+        return {**carried, "retry_of": number, "attempt": attempt + 1}
 
     def _check_timeouts(self) -> None:
         import ray
@@ -427,38 +430,37 @@ class Driver:
                     )
                 )
             )
-            running = session.execute(
-                sa.select(TrialRecord.id, TrialRecord.driver_id, TrialRecord.attempt).where(
+            running = session.scalars(
+                sa.select(TrialRecord).where(
                     TrialRecord.study_id == self.handle.record_id,
                     TrialRecord.state == "running",
                 )
             ).all()
         study = self.handle.optuna_study
         recovered = 0
-        for record_id, owner, attempt in running:
-            if owner in live:
+        for trial in running:
+            if trial.driver_id in live:
                 continue
-            retry = attempt < self.config.max_retries
-            reason = f"stale: driver {owner} stopped beating"
+            carried = {}
+            if trial.baseline:  # a baseline is re-queued by its architecture, not parameters
+                carried = {"baseline": trial.baseline, "arch_json": trial.arch_json}
+            retry = self._retry_attrs(trial.number, trial.attempt, carried)
+            reason = f"stale: driver {trial.driver_id} stopped beating"
             with self.handle.sessions() as session, session.begin():
                 claimed = session.execute(
                     sa.update(TrialRecord)
-                    .where(TrialRecord.id == record_id, TrialRecord.state == "running")
+                    .where(TrialRecord.id == trial.id, TrialRecord.state == "running")
                     .values(
                         state="failed",
                         failure_reason=reason if retry else f"{reason} (retries used up)",
                         finished_at=utcnow(),
-                        retried=retry,
+                        retried=retry is not None,
                     )
                 ).rowcount
-                trial = session.get(TrialRecord, record_id)
             if not claimed:
                 continue  # another driver recovered it first
-            if retry:
-                attrs: dict[str, Any] = {"retry_of": trial.number, "attempt": attempt + 1}
-                if trial.baseline:
-                    attrs.update(baseline=trial.baseline, arch_json=trial.arch_json)
-                study.enqueue_trial(dict(trial.params or {}), user_attrs=attrs)
+            if retry is not None:
+                study.enqueue_trial(dict(trial.params or {}), user_attrs=retry)
             study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
             recovered += 1
         self._settle_orphans(live)
