@@ -19,3 +19,8 @@ class StudyNotFound(MixnasError, LookupError):
 
 class StudyExists(MixnasError):
     pass
+
+
+class DataError(MixnasError, ValueError):
+    """A corpus input is wrong (a missing file, an empty corpus, a jsonl line without `text`, a
+    tokenizer that does not parse or does not match); the message names the file, line or option."""
