@@ -292,6 +292,7 @@ def cmd_data_prepare(args) -> int:
         sources=args.sources, out=Path(args.output), tokenizer=args.tokenizer,
         val_frac=args.val_frac, max_bytes=args.max_bytes, force=args.force,
         include=tuple(args.include) if args.include else PrepareOptions.include,
+        exclude=tuple(args.exclude or ()),
     )
     check(options)  # every input problem is one line before the progress display starts
     console = Console(stderr=True)
@@ -342,6 +343,9 @@ def _data_commands(commands) -> None:
     prep.add_argument("--include", action="append", metavar="GLOB",
                       help="file patterns searched in directories (repeatable; default: *.txt "
                       "*.md *.rst *.py *.text *.markdown *.jsonl *.parquet)")
+    prep.add_argument("--exclude", action="append", metavar="GLOB",
+                      help="skip files and directories with a matching name inside directories "
+                      "(repeatable), e.g. --exclude site-packages")
     prep.add_argument("--force", action="store_true", help="replace DIR if it exists")
     prep.add_argument("--quiet", action="store_true", help="no progress bar")
     prep.set_defaults(handler=cmd_data_prepare)

@@ -47,6 +47,7 @@ class PrepareOptions:
     val_frac: float = 0.05
     max_bytes: int | None = None
     include: tuple[str, ...] = DEFAULT_INCLUDE
+    exclude: tuple[str, ...] = ()
     bpe_sample_bytes: int = BPE_SAMPLE_BYTES
     force: bool = False
 
@@ -81,7 +82,7 @@ def check(options: PrepareOptions) -> tuple[TokenizerSpec, list[Source], BPEToke
         raise DataError(f"--max-bytes must be a positive number of bytes, got {options.max_bytes}")
     spec = TokenizerSpec.parse(options.tokenizer)
     loaded = BPETokenizer.load(spec.path) if spec.kind == "file" else None
-    sources = resolve(options.sources, options.include)
+    sources = resolve(options.sources, options.include, options.exclude)
     if sum(s.size for s in sources) == 0:
         raise DataError(f"the sources ({len(sources)} file(s)) are empty: no text to prepare")
     out = options.out

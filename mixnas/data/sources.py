@@ -9,6 +9,7 @@ field), each row of a parquet file is one (its `text` column, read a row group a
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import json
 from collections.abc import Iterator
@@ -35,9 +36,11 @@ def _kind(path: Path) -> str:
     return STRUCTURED.get(path.suffix.lower(), "text")
 
 
-def resolve(args: list[str], include: tuple[str, ...] = DEFAULT_INCLUDE) -> list[Source]:
+def resolve(args: list[str], include: tuple[str, ...] = DEFAULT_INCLUDE,
+            exclude: tuple[str, ...] = ()) -> list[Source]:
     """Files named by `args` (files, directories searched recursively for `include` patterns,
-    or globs), sorted by path and each listed once.
+    or globs), sorted by path and each listed once. In directories, hidden entries,
+    `__pycache__` and any entry whose name matches an `exclude` pattern are skipped.
 
     Raises:
         DataError: an argument matches nothing, a directory holds no matching file, or a file
@@ -52,7 +55,7 @@ def resolve(args: list[str], include: tuple[str, ...] = DEFAULT_INCLUDE) -> list
             hits = [path]
         elif path.is_dir():
             hits = sorted(p for pattern in include for p in path.rglob(pattern)
-                          if p.is_file() and not _hidden(p.relative_to(path)))
+                          if p.is_file() and not _skipped(p.relative_to(path), exclude))
             if not hits:
                 raise DataError(f"{arg}: no file matching {', '.join(include)} in this directory")
         else:
@@ -66,8 +69,10 @@ def resolve(args: list[str], include: tuple[str, ...] = DEFAULT_INCLUDE) -> list
     return sources
 
 
-def _hidden(rel: Path) -> bool:
-    return any(part.startswith(".") or part == "__pycache__" for part in rel.parts)
+def _skipped(rel: Path, exclude: tuple[str, ...]) -> bool:
+    return any(part.startswith(".") or part == "__pycache__"
+               or any(fnmatch.fnmatch(part, pattern) for pattern in exclude)
+               for part in rel.parts)
 
 
 def _check_readable(sources: list[Source]) -> None:
