@@ -63,11 +63,16 @@ class YamlSeq(list):
         self.item_lines: list[int] = []
 
 
+class _Problem(Exception):
+    """A problem the loader found at a line; `parse_yaml` names the file."""
+
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
 class _Loader(yaml.SafeLoader):
     """`yaml.safe_load`'s loader with located containers and YAML 1.2 numbers."""
-
-    file = "<string>"
-    error: type[SourceError] = SourceError
     # SafeLoader's resolvers without YAML 1.1's int and float (added back below as YAML 1.2's)
     yaml_implicit_resolvers = {
         first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
@@ -81,9 +86,9 @@ class _Loader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if isinstance(key, (dict, list)):
-                raise self.error(self.file, line, "a mapping key must be a plain value")
+                raise _Problem(line, "a mapping key must be a plain value")
             if key in out:
-                raise self.error(self.file, line, f"duplicate key {key!r}")
+                raise _Problem(line, f"duplicate key {key!r}")
             out[key] = self.construct_object(value_node, deep=True)
             out.key_lines[key], out.value_lines[key] = line, value_node.start_mark.line + 1
         return out
@@ -131,18 +136,16 @@ def parse_yaml(text: str, file: str = "<string>", error: type[SourceError] = Sou
         SourceError: (or `error`) `FILE:LINE: malformed YAML: ...`, a duplicate key, or a key
             that is a mapping or a list.
     """
-    loader = _Loader(text)
-    loader.file, loader.error = str(file), error
     try:
-        return loader.get_single_data()
+        return yaml.load(text, Loader=_Loader)
+    except _Problem as problem:
+        raise error(file, problem.line, problem.message) from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else None
         raise error(file, line, f"malformed YAML: {err.problem or err.context}") from None
     except yaml.YAMLError as err:
         raise error(file, None, f"malformed YAML: {err}") from None
-    finally:
-        loader.dispose()
 
 
 def read_text(path: str | Path, error: type[SourceError] = SourceError) -> str:
