@@ -52,11 +52,11 @@ def main(argv: list[str] | None = None) -> int:
 
 # --------------------------------------------------------------------------- study
 def cmd_study_start(args) -> int:
+    from mixnas.orchestrator.cluster import check_ray_address
     from mixnas.orchestrator.config import load_study_config
-    from mixnas.orchestrator.driver import check_ray_address
-    from mixnas.orchestrator.storage import check_url
     from mixnas.orchestrator.study import create_study
     from mixnas.search_space.grammar import Grammar
+    from mixnas.storage import check_url
 
     config = load_study_config(args.file)
     if args.storage:
@@ -69,6 +69,7 @@ def cmd_study_start(args) -> int:
     if args.ray_address:
         check_ray_address(args.ray_address)
     Grammar.load(config.search_space)  # a broken grammar fails before anything is written
+    _quiet_optuna()
     handle = create_study(config)
     return _drive(handle, args, seed_baselines=True)
 
@@ -76,22 +77,21 @@ def cmd_study_start(args) -> int:
 def cmd_study_resume(args) -> int:
     from mixnas.orchestrator.study import load_study
 
+    _quiet_optuna()
     handle = load_study(args.name, args.storage)
     if args.n_trials:
         handle.config.n_trials = args.n_trials
-        _set_target(handle, args.n_trials)
+        handle.storage.set_study_target(handle.record_id, args.n_trials)
     if args.workers:
         handle.config.workers = args.workers
     return _drive(handle, args, seed_baselines=False)
 
 
-def _set_target(handle, n_trials: int) -> None:
-    from mixnas.orchestrator.models import StudyRecord
+def _quiet_optuna() -> None:
+    """Optuna logs every trial at INFO; the live display (or the final table) says it better."""
+    import optuna
 
-    with handle.sessions() as session, session.begin():
-        record = session.get(StudyRecord, handle.record_id)
-        record.target_trials = n_trials
-        record.config = {**record.config, "n_trials": n_trials}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def _drive(handle, args, *, seed_baselines: bool) -> int:
@@ -106,7 +106,7 @@ def _drive(handle, args, *, seed_baselines: bool) -> int:
     with progress if progress else nullcontext():
         counts = driver.run(seed_baselines=seed_baselines)
     front = pareto_front(handle)
-    objectives = [o.to_dict() for o in handle.config.objectives]
+    objectives = handle.objectives()
     console.print(pareto_table(front, objectives))
     console.print(
         f"{counts.done}/{handle.config.n_trials} trials done: {counts.complete} complete, "
@@ -173,7 +173,7 @@ def cmd_study_pareto(args) -> int:
             indent=2,
         ))
         return 0
-    Console().print(pareto_table(front, [o.to_dict() for o in handle.config.objectives]))
+    Console().print(pareto_table(front, handle.objectives()))
     return 0
 
 
@@ -181,6 +181,7 @@ def cmd_study_promote(args) -> int:
     from mixnas.orchestrator.progress import LiveProgress
     from mixnas.orchestrator.promote import promote, promoted_name
 
+    _quiet_optuna()
     console = Console()
     progress = None if args.quiet else LiveProgress(console, promoted_name(args.name, args.scale))
     with progress if progress else nullcontext():
@@ -264,7 +265,7 @@ def cmd_export(args) -> int:
 
 def cmd_dashboard(args) -> int:
     from mixnas.dashboard.app import serve
-    from mixnas.orchestrator.storage import check_url
+    from mixnas.storage import check_url
 
     check_url(args.storage)
     serve(args.storage, host=args.host, port=args.port)
