@@ -79,7 +79,7 @@ def _uniform(token: dict, channel: dict = SWIGLU, depth: int = 4) -> list[dict[s
 
 
 # Every value below is one of hybrid.yaml's choices, and every stack is one its `per_layer`
-# production derives (width 64, depths 4, 6 and 8, untied embeddings).
+# production derives (width 64, depths 4, 6 and 8, untied embeddings): 18 designs.
 DESIGNS: dict[str, list[dict[str, Any]]] = {
     "attention": _uniform(GQA),
     "sliding_window": _uniform(LOCAL),
@@ -97,11 +97,9 @@ DESIGNS: dict[str, list[dict[str, Any]]] = {
     "mamba2_attn_3to1_first": _stack((GQA, SWIGLU), *[(MAMBA2, SWIGLU)] * 3),
     "mamba2_attn_7to1_middle": _stack(*[(MAMBA2, SWIGLU)] * 4, (GQA, SWIGLU),
                                       *[(MAMBA2, SWIGLU)] * 3),
-    "gla_local_2to1": _stack(*[(GLA, GEGLU), (GLA, GEGLU), (LOCAL, GEGLU)] * 2),
     "parallel_attn_gdn": _uniform(PARALLEL),
     "attention_moe": _uniform(GQA, MOE),
     "attention_mlp": _uniform(GQA, MLP),
-    "gdn_moe": _uniform(GDN, MOE),
 }
 D_MODEL = 64
 

@@ -198,6 +198,8 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
     task_reader = _Reader(path, top.get("task", dict), "'task'", top.line_of("task"))
     task = dict(task_reader.data)
     task_reader.get("name", str)
+    if isinstance(task.get("data"), str) and not Path(task["data"]).expanduser().is_absolute():
+        task["data"] = str((path.parent / task["data"]).resolve())  # like search_space
 
     budget = _read_budget(path, top)
     objectives = _read_objectives(path, top)
