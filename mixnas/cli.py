@@ -179,33 +179,50 @@ def cmd_study_pareto(args) -> int:
 
 def cmd_study_promote(args) -> int:
     from mixnas.orchestrator.progress import LiveProgress
-    from mixnas.orchestrator.promote import promote, promoted_name
+    from mixnas.orchestrator.promote import Scaling, promote, promoted_name
 
+    scaling = Scaling.of(args.scale, args.width, args.depth, args.budget)
     _quiet_optuna()
     console = Console()
-    progress = None if args.quiet else LiveProgress(console, promoted_name(args.name, args.scale))
+    progress = None if args.quiet else LiveProgress(console, promoted_name(args.name, scaling))
     with progress if progress else nullcontext():
-        report = promote(args.name, args.storage, top_k=args.top_k, scale=args.scale,
-                         workers=args.workers, ray_address=args.ray_address, progress=progress)
+        report = promote(args.name, args.storage, top_k=args.top_k, scale=scaling,
+                         baselines=not args.no_baselines, workers=args.workers,
+                         ray_address=args.ray_address, progress=progress)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
+    _print_promotion(console, report)
+    return 0
+
+
+def _print_promotion(console: Console, report: dict) -> None:
     from rich.table import Table
 
     objective = report["objective"]["name"]
     table = Table(title=f"{report['parent']} -> {report['study']}: {objective}")
-    for column in ("parent trial", "small", "trial", "large"):
+    for column in ("parent trial", "baseline", "small", "trial", "large"):
         table.add_column(column, justify="right")
     for pair in report["pairs"]:
-        table.add_row(str(pair["parent_trial"]), f"{pair['small']:.4g}", str(pair["trial"]),
-                      f"{pair['large']:.4g}")
+        table.add_row(str(pair["parent_trial"]), pair["baseline"] or "", f"{pair['small']:.4g}",
+                      str(pair["trial"]), f"{pair['large']:.4g}")
     console.print(table)
     rho = report["spearman"]
-    summary = "undefined (fewer than 3 pairs or a constant side)" if rho is None else (
-        f"{rho:.3f} (p={report['p_value']:.3g})")
-    console.print(f"Spearman rank correlation small vs large: {summary} over "
-                  f"{len(report['pairs'])} designs")
-    return 0
+    if rho is None:
+        summary = "undefined (fewer than 3 designs or a constant side)"
+    else:
+        lo, hi = report["ci95"] or (float("nan"), float("nan"))
+        summary = (f"Spearman {rho:.3f} (95% bootstrap CI {lo:.2f} to {hi:.2f}, "
+                   f"p={report['p_value']:.3g}), Kendall {report['kendall']:.3f}")
+    console.print(f"Rank agreement small vs large over {len(report['pairs'])} designs: {summary}")
+    v = report["verdict"]
+    if v is not None:
+        outcome = "beats" if v["pick_beats_best_baseline"] else "does not beat"
+        console.print(
+            f"The search's pick (parent trial {v['pick_parent_trial']}, {objective} "
+            f"{v['pick_small']:.4g} small, {v['pick_large']:.4g} large) {outcome} the best "
+            f"baseline at the large scale ({v['best_baseline']}: {v['best_baseline_large']:.4g}) "
+            f"by {v['margin']:+.4g}; it ranks {v['pick_rank_large']} of {v['designs']} there.")
 
 
 # --------------------------------------------------------------------------- space
@@ -398,8 +415,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     promote.add_argument("name")
     promote.add_argument("--storage", default=DEFAULT_STORAGE)
-    promote.add_argument("--top-k", type=_positive_int, default=3, help="designs to promote")
-    promote.add_argument("--scale", type=float, default=2.0, help="width/depth/budget factor")
+    promote.add_argument("--top-k", type=_positive_int, default=8,
+                         help="front designs to promote, best first (default 8)")
+    promote.add_argument("--scale", type=float, default=2.0,
+                         help="width, depth and budget factor (default 2)")
+    promote.add_argument("--width", type=float, help="width factor (default: --scale)")
+    promote.add_argument("--depth", type=float, help="depth factor (default: --scale)")
+    promote.add_argument("--budget", type=float,
+                         help="training budget (steps or tokens) factor (default: --scale)")
+    promote.add_argument("--no-baselines", action="store_true",
+                         help="promote only front designs, not the study's baselines")
     promote.add_argument("--workers", type=_positive_int)
     promote.add_argument("--ray-address")
     promote.add_argument("--quiet", action="store_true")

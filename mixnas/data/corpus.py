@@ -112,11 +112,13 @@ class PreparedCorpus:
         if spec.kind == "byte":
             ok = have["kind"] == "byte"
         elif spec.kind == "bpe":
-            ok = have["kind"] == "bpe" and have["vocab_size"] == spec.vocab_size
+            asked = have.get("requested_vocab_size") or have["vocab_size"]
+            ok = have["kind"] == "bpe" and asked == spec.vocab_size
         else:
             ok = have.get("sha256") == file_sha256(spec.path)
         if not ok:
-            made = "byte" if have["kind"] == "byte" else f"bpe:{have['vocab_size']}"
+            made = "byte" if have["kind"] == "byte" else \
+                f"bpe:{have.get('requested_vocab_size') or have['vocab_size']}"
             raise DataError(f"data {self.path}: prepared with tokenizer {made} "
                             f"({have.get('source', 'bytes')}), but the study says {expected!r}")
 

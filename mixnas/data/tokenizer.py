@@ -80,8 +80,9 @@ class BPETokenizer:
 
     kind = "bpe"
 
-    def __init__(self, tok, source: str):
+    def __init__(self, tok, source: str, requested_vocab_size: int | None = None):
         self.tok, self.source = tok, source
+        self.requested_vocab_size = requested_vocab_size  # bpe:VOCAB (a small corpus gives fewer)
         self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
         self.eot_id = tok.token_to_id(EOT)
 
@@ -116,7 +117,7 @@ class BPETokenizer:
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         )
         tok.train_from_iterator(texts, trainer=trainer)
-        return cls(tok, f"trained: bpe:{vocab_size}")
+        return cls(tok, f"trained: bpe:{vocab_size}", vocab_size)
 
     def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
         out = []
@@ -148,7 +149,8 @@ class BPETokenizer:
 
     def describe(self) -> dict:
         return {"kind": "bpe", "vocab_size": self.vocab_size, "separator": EOT,
-                "eot_id": self.eot_id, "source": self.source, "file": "tokenizer.json"}
+                "eot_id": self.eot_id, "source": self.source, "file": "tokenizer.json",
+                "requested_vocab_size": self.requested_vocab_size}
 
 
 def _byte_alphabet() -> dict[int, str]:

@@ -10,17 +10,19 @@ import sqlalchemy as sa
 from mixnas.errors import StudyExists
 from mixnas.orchestrator.config import Objective, StudyConfig
 from mixnas.orchestrator.promote import (
+    Scaling,
     promote,
     promoted_name,
     promotion_report,
-    rank_correlation,
     scale_architecture,
     scale_budget,
     top_designs,
+    verdict,
 )
 from mixnas.orchestrator.study import create_study
 from mixnas.search_space import Architecture, Layer, Mixer
 from mixnas.search_space.constraints import footprint
+from mixnas.stats import rank_agreement
 from mixnas.storage import StudyRecord, TrialRecord
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,6 +49,47 @@ def test_scaling_multiplies_width_depth_and_budget():
         scale_architecture(small, 0)
 
 
+def test_width_depth_and_budget_factors_apart():
+    scaling = Scaling.of(2, depth=1, budget=4)
+    assert (scaling.width, scaling.depth, scaling.budget) == (2, 1, 4)
+    assert promoted_name("lm", scaling) == "lm-w2-d1-b4"
+    assert promoted_name("lm", Scaling.of(3)) == "lm-x3"
+    small = arch(64, ("attention", {"heads": 4}, "swiglu"), ("mamba2", {"heads": 2}, "none"))
+    wide = scale_architecture(small, scaling.width, scaling.depth)
+    assert wide.d_model == 128 and len(wide.layers) == 2
+    with pytest.raises(ValueError, match="budget factor must be positive"):
+        Scaling.of(2, budget=0)
+
+
+def test_verdict_compares_the_searched_pick_with_the_best_large_baseline():
+    pairs = [  # bpb: lower is better
+        {"parent_trial": 5, "baseline": None, "small": 2.0, "large": 1.55},
+        {"parent_trial": 7, "baseline": None, "small": 2.1, "large": 1.50},
+        {"parent_trial": 0, "baseline": "transformer", "small": 2.2, "large": 1.60},
+        {"parent_trial": 1, "baseline": "mamba2", "small": 2.3, "large": 1.58},
+    ]
+    v = verdict(pairs, Objective("bpb", "minimize"))
+    assert v["pick_parent_trial"] == 5 and v["best_baseline"] == "mamba2"
+    assert v["margin"] == pytest.approx(0.03) and v["pick_beats_best_baseline"]
+    assert v["pick_rank_large"] == 2 and v["designs"] == 4
+    worse = [dict(p, large=1.7) if p["parent_trial"] == 5 else p for p in pairs]
+    v = verdict(worse, Objective("bpb", "minimize"))
+    assert not v["pick_beats_best_baseline"] and v["margin"] == pytest.approx(-0.12)
+    assert verdict(pairs[:2], Objective("bpb", "minimize")) is None  # no baseline promoted
+
+
+def test_rank_agreement_has_reproducible_bootstrap_intervals():
+    x = [0.1, 0.4, 0.2, 0.9, 0.5, 0.3, 0.8, 0.7]
+    y = [1.0, 3.5, 2.5, 8.0, 4.0, 2.0, 9.0, 6.0]
+    a, b = rank_agreement(x, y), rank_agreement(x, y)
+    assert a == b and a["n"] == 8
+    assert a["ci95"][0] <= a["spearman"] <= a["ci95"][1] <= 1.0
+    assert a["kendall_ci95"][0] <= a["kendall"] <= a["kendall_ci95"][1]
+    perfect = rank_agreement(x, [2 * v for v in x])
+    assert perfect["spearman"] == 1.0 and perfect["ci95"] == [1.0, 1.0]
+    assert rank_agreement(x, [1.0] * 8)["ci95"] is None
+
+
 def test_scaling_keeps_parallel_branches_buildable():
     mixer = {"branches": [{"type": "attention", "params": {"heads": 4}},
                           {"type": "mamba2", "params": {"heads": 2}}]}
@@ -68,6 +111,11 @@ def test_top_designs_rank_by_the_quality_objective():
     assert [t["trial"] for t in top_designs(front, Objective("accuracy", "minimize"), 9)] == [0, 1, 3]
 
 
+def rank_correlation(small, large):
+    out = rank_agreement(small, large)
+    return out["spearman"], out["spearman_p"]
+
+
 def test_rank_correlation():
     rho, p = rank_correlation([0.1, 0.2, 0.3, 0.4], [1.0, 3.0, 2.0, 4.0])
     assert rho == pytest.approx(0.8) and 0 < p < 1
@@ -77,7 +125,7 @@ def test_rank_correlation():
 
 
 # A parent study written directly into the database: four designs, three on the front.
-DESIGNS = [  # (token mixer, params, channel mixer, accuracy)
+DESIGNS = [  # (token mixer, params, channel mixer, accuracy); the first is a baseline
     ("short_conv", {}, "none", 0.20),
     ("attention", {"heads": 2}, "none", 0.50),
     ("attention", {"heads": 2}, "swiglu", 0.60),
@@ -112,6 +160,7 @@ def parent(tmp_path_factory):
             number = handle.optuna_study.trials[-1].number
             session.add(TrialRecord(
                 study_id=handle.record_id, number=number, state="complete",
+                baseline="conv" if number == 0 else None,
                 arch_json=a.canonical_json(), arch_hash=a.hash, params={},
                 values={"accuracy": accuracy, "non_embedding_params": cost},
             ))
@@ -127,10 +176,13 @@ def test_promote_trains_the_top_designs_at_scale(parent):
     report = promote("small", storage, top_k=2, scale=2, workers=2)
     assert report["study"] == "small-x2" and report["parent"] == "small"
     assert report["objective"] == {"name": "accuracy", "direction": "maximize"}
-    assert [p["parent_trial"] for p in report["pairs"]] == [2, 1]  # the best two by accuracy
-    assert [p["small"] for p in report["pairs"]] == [0.60, 0.50]
+    # the best two front designs by accuracy, then the baseline
+    assert [p["parent_trial"] for p in report["pairs"]] == [2, 1, 0]
+    assert [p["small"] for p in report["pairs"]] == [0.60, 0.50, 0.20]
+    assert [p["baseline"] for p in report["pairs"]] == [None, None, "conv"]
     assert report["missing"] == []
-    assert report["spearman"] is None  # two pairs define no rank correlation
+    assert report["n"] == 3 and report["verdict"]["pick_parent_trial"] == 2
+    assert report["verdict"]["best_baseline"] == "conv"
 
     engine = sa.create_engine(storage)
     with engine.connect() as conn:
@@ -138,12 +190,13 @@ def test_promote_trains_the_top_designs_at_scale(parent):
         assert child.parent_study == "small" and child.state == "finished"
         assert child.config["budget"]["steps"] == 8
         trials = conn.execute(sa.select(TrialRecord).where(TrialRecord.study_id == child.id)).all()
-    assert len(trials) == 2 and {t.state for t in trials} == {"complete"}
+    assert len(trials) == 3 and {t.state for t in trials} == {"complete"}
     by_origin = {p["parent_trial"]: p for p in report["pairs"]}
     for t in trials:
         big = Architecture.from_json(t.arch_json)
         assert big.d_model == 32 and len(big.layers) == 2  # 16 x 2 rounded to 2 heads x 8
-        assert t.baseline == f"small#{t.parent_trial}"  # shown by name, linked by number
+        label = f"small#{t.parent_trial}" + (":conv" if t.parent_trial == 0 else "")
+        assert t.baseline == label  # shown by name, linked by number
         pair = by_origin[t.parent_trial]
         assert pair["large"] == t.values["accuracy"] and pair["arch_hash_large"] == t.arch_hash
         assert 0.0 <= pair["large"] <= 1.0
