@@ -51,7 +51,8 @@ def run_one(source: str, out: Path, tokenizer: str, max_bytes: int | None) -> di
     return {
         "tokenizer": tokenizer, "wall_seconds": round(wall, 1), "tokens": tokens,
         "text_bytes": text_bytes, "files": len(meta["sources"]),
-        "tokens_per_second": round(tokens / wall), "mb_per_second": round(text_bytes / wall / 1e6, 2),
+        "tokens_per_second": round(tokens / wall),
+        "mb_per_second": round(text_bytes / wall / 1e6, 2),
         "bytes_per_token": round(text_bytes / tokens, 3),
         # ru_maxrss only grows: a child below an earlier one's peak reads as that peak
         "peak_rss_mb": round(peak_kib / 1024, 1) if peak_kib > before else None,

@@ -105,12 +105,13 @@ D_MODEL = 64
 
 
 def architecture(label: str, width_scale: int = 1):
+    """Design `label` at the search width, or widened as `mixnas study promote --width` does."""
+    from mixnas.orchestrator.promote import scale_architecture
     from mixnas.search_space.architecture import Architecture
 
-    return Architecture.from_dict({
-        "d_model": D_MODEL * width_scale, "layers": DESIGNS[label], "norm": "rms",
-        "tie_embeddings": False, "name": label,
-    })
+    arch = Architecture.from_dict({"d_model": D_MODEL, "layers": DESIGNS[label], "norm": "rms",
+                                   "tie_embeddings": False, "name": label})
+    return arch if width_scale == 1 else scale_architecture(arch, width_scale, 1)
 
 
 # --- the stages ----------------------------------------------------------------------------------
@@ -218,31 +219,6 @@ PROXIES = {
 COMBINED_FEATURES = ("rung0_bpb", "mqar_loss", "mad_accuracy", "search_params")
 
 
-def rank_stats(x: list[float], y: list[float], n_boot: int = 2000, seed: int = 0) -> dict:
-    """Spearman and Kendall of x vs y with percentile-bootstrap 95 % intervals over designs."""
-    import numpy as np
-    from scipy.stats import kendalltau, spearmanr
-
-    x_arr, y_arr = np.asarray(x, float), np.asarray(y, float)
-    rng = np.random.default_rng(seed)
-    boot_s, boot_k = [], []
-    for _ in range(n_boot):
-        idx = rng.integers(len(x_arr), size=len(x_arr))
-        xs, ys = x_arr[idx], y_arr[idx]
-        if np.ptp(xs) == 0 or np.ptp(ys) == 0:
-            continue
-        boot_s.append(spearmanr(xs, ys).statistic)
-        boot_k.append(kendalltau(xs, ys).statistic)
-    s, k = spearmanr(x_arr, y_arr), kendalltau(x_arr, y_arr)
-
-    def ci(values):
-        return [round(float(np.percentile(values, q)), 3) for q in (2.5, 97.5)]
-
-    return {"n": len(x_arr), "spearman": round(float(s.statistic), 3),
-            "spearman_p": float(s.pvalue), "kendall": round(float(k.statistic), 3),
-            "kendall_p": float(k.pvalue), "ci95": ci(boot_s), "kendall_ci95": ci(boot_k)}
-
-
 def loo_combination(rows: list[dict[str, Any]], features: tuple[str, ...],
                     alpha: float = 1.0) -> list[float]:
     """Leave-one-out ridge predictions of large-scale bpb from standardised `features` (log of
@@ -266,6 +242,8 @@ def loo_combination(rows: list[dict[str, Any]], features: tuple[str, ...],
 
 
 def correlations(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    from mixnas.stats import rank_agreement
+
     """Rank agreement of every proxy (and the LOO combination) with large-scale bpb.
 
     Proxies where higher is better (accuracies, parameters) are negated first, so that for every
@@ -276,12 +254,12 @@ def correlations(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if len(pairs) < 4:
             continue
         xs = [(-p if higher_is_better else p) for p, _ in pairs]
-        out[f"{proxy}_vs_large_bpb"] = rank_stats(xs, [b for _, b in pairs])
+        out[f"{proxy}_vs_large_bpb"] = rank_agreement(xs, [b for _, b in pairs])
     full = [r for r in rows if "large_bpb" in r and all(f in r for f in COMBINED_FEATURES)]
     if len(full) >= len(COMBINED_FEATURES) + 3:
         preds = loo_combination(full, COMBINED_FEATURES)
         out["combined_loo_vs_large_bpb"] = {
-            **rank_stats(preds, [r["large_bpb"] for r in full]),
+            **rank_agreement(preds, [r["large_bpb"] for r in full]),
             "features": list(COMBINED_FEATURES), "fit": "ridge (alpha 1), leave-one-out",
         }
     return out

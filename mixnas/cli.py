@@ -300,8 +300,14 @@ def cmd_bench_kernels(args) -> int:
 def cmd_data_prepare(args) -> int:
     from pathlib import Path
 
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                               TimeRemainingColumn, TransferSpeedColumn)
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     from mixnas.data import PrepareOptions, prepare
     from mixnas.data.prepare import check

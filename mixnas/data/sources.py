@@ -59,7 +59,8 @@ def resolve(args: list[str], include: tuple[str, ...] = DEFAULT_INCLUDE,
             if not hits:
                 raise DataError(f"{arg}: no file matching {', '.join(include)} in this directory")
         else:
-            hits = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+            matches = glob.glob(str(path), recursive=True)
+            hits = sorted(Path(p) for p in matches if Path(p).is_file())
             if not hits:
                 raise DataError(f"{arg}: no such file, directory or matching glob")
         for hit in hits:
@@ -128,7 +129,8 @@ def _parquet(path: Path) -> Iterator[bytes]:
     except Exception as exc:  # pyarrow raises its own ArrowInvalid
         raise DataError(f"{path}: not a parquet file ({str(exc).splitlines()[0]})") from None
     if "text" not in table.schema_arrow.names:
-        raise DataError(f"{path}: no 'text' column (columns: {', '.join(table.schema_arrow.names)})")
+        names = ", ".join(table.schema_arrow.names)
+        raise DataError(f"{path}: no 'text' column (columns: {names})")
     for group in range(table.num_row_groups):
         for text in table.read_row_group(group, columns=["text"]).column("text").to_pylist():
             if text:

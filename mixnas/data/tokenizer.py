@@ -44,7 +44,8 @@ class TokenizerSpec:
             try:
                 vocab = int(text[4:].replace("_", ""))
             except ValueError:
-                raise DataError(f"--tokenizer {text!r}: expected bpe:VOCAB, e.g. bpe:4096") from None
+                raise DataError(f"--tokenizer {text!r}: expected bpe:VOCAB, e.g. bpe:4096"
+                                ) from None
             if not MIN_BPE_VOCAB <= vocab <= MAX_VOCAB:
                 raise DataError(f"--tokenizer {text!r}: the BPE vocabulary must be between "
                                 f"{MIN_BPE_VOCAB} and {MAX_VOCAB}")

@@ -49,8 +49,9 @@ class Scaling:
         """
         factors = cls(*(scale if f is None else f for f in (width, depth, budget)))
         for name in ("width", "depth", "budget"):
-            if not getattr(factors, name) > 0:
-                raise ValueError(f"the {name} factor must be positive, got {getattr(factors, name)}")
+            value = getattr(factors, name)
+            if not value > 0:
+                raise ValueError(f"the {name} factor must be positive, got {value}")
         return factors
 
     @property

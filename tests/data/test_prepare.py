@@ -17,8 +17,7 @@ from mixnas.errors import DataError
 
 prepare_module = importlib.import_module("mixnas.data.prepare")  # the package exports the function
 
-WORDS = ("the model reads text and learns which token comes next; attention recalls, "
-         "recurrences compress, convolutions smooth. ").split()
+WORDS = ["the", "model", "reads", "text", "and", "learns", "which", "token", "comes", "next;", "attention", "recalls,", "recurrences", "compress,", "convolutions", "smooth."]
 
 
 def write_docs(root: Path, n: int = 40, seed: int = 0) -> Path:

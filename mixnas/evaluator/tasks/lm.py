@@ -77,7 +77,8 @@ class LanguageModel(Task):
         tokenizer = self.settings["tokenizer"]
         if tokenizer is not None:
             if not isinstance(tokenizer, str):
-                self.fail(f"setting 'tokenizer' must be byte, bpe:VOCAB or a path, got {tokenizer!r}")
+                self.fail("setting 'tokenizer' must be byte, bpe:VOCAB or a path, "
+                          f"got {tokenizer!r}")
             corpus.check_tokenizer(tokenizer)
         self.vocab_size = corpus.vocab_size
         return corpus.train, corpus.val, corpus.token_bytes
