@@ -65,13 +65,14 @@ def export_architecture(
     return written
 
 
-def check_target(out_dir: str | os.PathLike, force: bool) -> Path:
-    """Refuse a target that is not a directory, or (without `force`) holds any exported file."""
+def check_target(out_dir: str | os.PathLike, force: bool, files: tuple[str, ...] = FILES) -> Path:
+    """Refuse a target that is not a directory, or (without `force`) holds any of `files` (the
+    files an export of that format writes)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ExportExistsError(f"{out} exists and is not a directory")
     if not force:
-        for name in FILES:
+        for name in files:
             if (out / name).exists():
                 raise ExportExistsError(f"{out / name} already exists; pass --force to overwrite")
     return out
