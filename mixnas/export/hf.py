@@ -11,9 +11,10 @@ both formats run one copy of every primitive; transformers is an optional extra
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,13 +49,13 @@ HF_FILES = (
 )
 DEFAULT_AUX_LOSS_COEF = 0.01  # mixnas's trainer default (evaluator/trainer.py aux_loss_coef)
 CONFIGURATION = CodeFile(
-    header='''"""The transformers config of a mixnas model (copied from mixnas by `mixnas export --format
-hf`): the architecture as data, read by modeling_mixnas.py beside it."""''',
+    header='''"""The transformers config of a mixnas model, copied from mixnas by
+`mixnas export --format hf`: the architecture as data, read by modeling_mixnas.py beside it."""''',
     roots=((HF_CONFIG, CONFIG_CLASS),),
     with_config=False,
 )
 MODELING = CodeFile(
-    header='''"""A mixnas language model for transformers, exported by mixnas (see README.md beside it).
+    header='''"""A mixnas language model for transformers, exported by mixnas (see README.md).
 
     model = AutoModelForCausalLM.from_pretrained(directory, trust_remote_code=True)
     logits = model(input_ids).logits  # (batch, time) -> (batch, time, vocab_size)
@@ -206,6 +207,7 @@ def modeling_code(arch: Architecture, vocab_size: int) -> str:
     return generate_code(arch, vocab_size, MODELING)
 
 
+@functools.cache
 def configuration_code() -> str:
     """configuration_mixnas.py: the MixnasConfig class (the same for every architecture)."""
     collector = SourceCollector()
@@ -235,3 +237,52 @@ def initial_weights(arch: Architecture, vocab_size: int) -> dict[str, torch.Tens
 
 def _json(data: Mapping[str, Any]) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def target_files(fmt: str) -> tuple[str, ...]:
+    """The files an export of format `fmt` writes (those `--force` guards)."""
+    from mixnas.export.exporter import FILES
+
+    return HF_FILES if fmt == "hf" else FILES
+
+
+def study_exporter(
+    fmt: str,
+    vocab_sizes: set[int],
+    study: StudyContext | None = None,
+    tokenizer: str | os.PathLike | None = None,
+) -> Callable[..., list[Path]]:
+    """The function that writes one trial in format `fmt` (`export_architecture`'s arguments).
+
+    For `hf` the tokenizer is planned (and checked) here for every vocabulary size the export
+    will write, so that a bad tokenizer stops the export before its first file."""
+    from mixnas.export.exporter import export_architecture
+
+    check_format(fmt)
+    if fmt == "torch":
+        if tokenizer is not None:
+            raise ExportError("--tokenizer goes with --format hf")
+        return export_architecture
+    study = study or StudyContext()
+    plans = {v: plan_tokenizer(v, tokenizer, study.task, study.base_dir) for v in vocab_sizes}
+
+    def write(arch, vocab_size, out_dir, state_dict=None, force=False, metadata=None):
+        return export_hf(arch, vocab_size, out_dir, state_dict, force, metadata, study,
+                         plans[vocab_size])
+
+    return write
+
+
+def study_context(
+    config: Mapping[str, Any] | None,
+    objectives: list[Mapping[str, Any]] | None,
+    config_path: str | None = None,
+) -> StudyContext:
+    """A StudyContext from a study's stored config (the resolved study file) and objectives."""
+    config = config or {}
+    return StudyContext(
+        task=config.get("task"),
+        objectives=objectives,
+        train=config.get("train"),
+        base_dir=str(Path(config_path).parent) if config_path else None,
+    )

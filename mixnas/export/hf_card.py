@@ -41,10 +41,9 @@ def model_card(
         "",
         f"# {title}",
         "",
-        "A language model whose architecture was found by mixnas "
-        "(neural architecture search over sequence-mixer designs), exported for `transformers`. `modeling_mixnas.py` is "
-        "mixnas's own model code (the same as its standalone `model.py` export) with a "
-        "`PreTrainedModel` around it, so loading needs `trust_remote_code=True`.",
+        f"A language model {_origin(metadata)}, exported for `transformers`. "
+        "`modeling_mixnas.py` is mixnas's own model code (the same as its standalone `model.py` "
+        "export) with a `PreTrainedModel` around it, so loading needs `trust_remote_code=True`.",
         "",
         *_usage(tokenizer),
         *_architecture(arch, vocab_size, trained, tokenizer),
@@ -57,13 +56,23 @@ def model_card(
     return "\n".join(lines) + "\n"
 
 
+def _origin(metadata: Mapping[str, Any] | None) -> str:
+    study = (metadata or {}).get("study")
+    if study is None:
+        return "of a mixnas architecture (mixnas: search over sequence-mixer designs)"
+    return (
+        f"found by mixnas's architecture search (study {_cell(study)}, trial "
+        f"{_cell((metadata or {}).get('trial'))})"
+    )
+
+
 def _usage(tokenizer: TokenizerPlan | None) -> list[str]:
     if tokenizer is not None:
         code = [
             "from transformers import AutoModelForCausalLM, AutoTokenizer",
             "",
             'model = AutoModelForCausalLM.from_pretrained("DIR", trust_remote_code=True)',
-            'tokenizer = AutoTokenizer.from_pretrained("DIR")',
+            'tokenizer = AutoTokenizer.from_pretrained("DIR", trust_remote_code=True)',
             'inputs = tokenizer("def main(", return_tensors="pt")',
             "tokens = model.generate(**inputs, max_new_tokens=40, do_sample=True, top_k=20)",
             "print(tokenizer.decode(tokens[0]))",

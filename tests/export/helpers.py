@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import random
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from mixnas.search_space.architecture import Architecture, Layer, Mixer
 from mixnas.search_space.registry import REGISTRY, get_primitive
@@ -57,3 +62,25 @@ def import_generated(path: Path, name: str):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def isolated_path(*modules) -> list[str]:
+    """The directories `modules` (e.g. torch, safetensors) are imported from, for a `python -I -S`
+    subprocess; fails the test if mixnas lives in one of them (it could not be hidden then)."""
+    dirs = {str(Path(m.__file__).resolve().parents[1]) for m in modules}
+    if any((Path(d) / "mixnas").exists() for d in dirs):
+        pytest.fail(f"mixnas is installed next to {dirs}; cannot hide it from the check")
+    return sorted(dirs)
+
+
+def run_isolated(code: str, args: list[str], modules: tuple, cwd: Path, env: dict | None = None):
+    """Run `code` with `python -I -S` (no site-packages, no PYTHON* variables, so no mixnas) that
+    sees only the directories of `modules`; returns the JSON its last stdout line prints."""
+    paths = "import sys; sys.path[:0] = " + repr(isolated_path(*modules)) + "\n"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", paths + code, *args],
+        capture_output=True, text=True, cwd=cwd, env={**clean, **(env or {})}, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-1000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
