@@ -159,11 +159,17 @@ def readme(
         "`generate` decodes one token at a time with each layer's recurrent or KV-cache state "
         "(`model.init_state`, `model.step`).",
     ]
+    return "\n".join(lines + search_record(metadata)) + "\n"
+
+
+def search_record(metadata: Mapping[str, Any] | None) -> list[str]:
+    """README lines: the trial's record (study, trial, values, metrics) as a key/value table."""
     rows = sorted(_flatten(dict(metadata or {})).items())
-    if rows:
-        lines += ["", "## Search record", "", "| key | value |", "|---|---|"]
-        lines += [f"| {_cell(key)} | {_cell(value)} |" for key, value in rows]
-    return "\n".join(lines) + "\n"
+    if not rows:
+        return []
+    return ["", "## Search record", "", "| key | value |", "|---|---|"] + [
+        f"| {_cell(key)} | {_cell(value)} |" for key, value in rows
+    ]
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

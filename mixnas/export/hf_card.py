@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mixnas.export.exporter import _cell, _flatten
+from mixnas.export.exporter import _cell, search_record
 from mixnas.search_space.architecture import Architecture
 
 if TYPE_CHECKING:
@@ -48,11 +48,8 @@ def model_card(
         *_usage(tokenizer),
         *_architecture(arch, vocab_size, trained, tokenizer),
         *_objectives(study, metadata),
+        *search_record(metadata),
     ]
-    rows = sorted(_flatten(dict(metadata or {})).items())
-    if rows:
-        lines += ["", "## Search record", "", "| key | value |", "|---|---|"]
-        lines += [f"| {_cell(key)} | {_cell(value)} |" for key, value in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -55,6 +55,18 @@ def grammar_architectures(n: int, seed: int) -> list[Architecture]:
     return sample_architectures(HYBRID_SPACE, n, seed)
 
 
+def export_cases(grammar_seed: int) -> dict[str, Architecture]:
+    """What the equivalence tests export: every baseline (jamba has MoE), every registered
+    primitive with parallel layers of both combine modes (registry_0/1) and 3 grammar samples."""
+    from mixnas.search_space.baselines import BASELINES
+
+    cases = dict(BASELINES)
+    cases.update({f"registry_{seed}": registry_architecture(seed) for seed in (0, 1)})
+    samples = grammar_architectures(3, seed=grammar_seed)
+    cases.update({f"grammar_{i}": arch for i, arch in enumerate(samples)})
+    return cases
+
+
 def import_generated(path: Path, name: str):
     """Import a generated model.py as module `name` (registered so that dataclasses work)."""
     spec = importlib.util.spec_from_file_location(name, path)
@@ -73,10 +85,21 @@ def isolated_path(*modules) -> list[str]:
     return sorted(dirs)
 
 
+NO_MIXNAS = """
+try:
+    import mixnas
+except ImportError:
+    pass
+else:
+    raise SystemExit(f"mixnas is importable from {mixnas.__path__}")
+"""
+
+
 def run_isolated(code: str, args: list[str], modules: tuple, cwd: Path, env: dict | None = None):
     """Run `code` with `python -I -S` (no site-packages, no PYTHON* variables, so no mixnas) that
-    sees only the directories of `modules`; returns the JSON its last stdout line prints."""
-    paths = "import sys; sys.path[:0] = " + repr(isolated_path(*modules)) + "\n"
+    sees only the directories of `modules`, after checking that mixnas cannot be imported there;
+    returns the JSON its last stdout line prints."""
+    paths = "import sys; sys.path[:0] = " + repr(isolated_path(*modules)) + "\n" + NO_MIXNAS
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     proc = subprocess.run(
         [sys.executable, "-I", "-S", "-c", paths + code, *args],

@@ -14,28 +14,19 @@ import safetensors
 import torch
 
 from mixnas.export.exporter import export_architecture
-from mixnas.search_space.baselines import BASELINES
 from mixnas.search_space.model import build_model
 
-from .helpers import grammar_architectures, registry_architecture, run_isolated
+from .helpers import export_cases, run_isolated
 
 VOCAB = 40
 BATCH, SEQ = 2, 16
 PROMPT, NEW = 5, 4
 
-CASES = dict(BASELINES)
-CASES.update({f"registry_{seed}": registry_architecture(seed) for seed in (0, 1)})
-CASES.update({f"grammar_{i}": arch for i, arch in enumerate(grammar_architectures(3, seed=7))})
+CASES = export_cases(grammar_seed=7)
 
 CHECK = r"""
 import importlib.util, json, sys, torch
 torch.set_num_threads(1)
-try:
-    import mixnas
-except ImportError:
-    pass
-else:
-    raise SystemExit(f"mixnas is importable from {mixnas.__path__}")
 results = {}
 for name, directory, check in json.loads(sys.argv[1]):
     spec = importlib.util.spec_from_file_location(f"exported_{name}", f"{directory}/model.py")

@@ -21,10 +21,10 @@ transformers = pytest.importorskip("transformers")
 
 from mixnas.export.exporter import export_architecture  # noqa: E402
 from mixnas.export.hf import StudyContext, export_hf  # noqa: E402
-from mixnas.search_space.baselines import BASELINES, get_baseline  # noqa: E402
+from mixnas.search_space.baselines import get_baseline  # noqa: E402
 from mixnas.search_space.model import build_model  # noqa: E402
 
-from .helpers import grammar_architectures, registry_architecture, run_isolated  # noqa: E402
+from .helpers import export_cases, run_isolated  # noqa: E402
 
 pytestmark = pytest.mark.slow  # ~1 min on 2 busy cores: transformers' import alone takes 5-10 s
 
@@ -32,20 +32,12 @@ VOCAB = 40
 BATCH, SEQ = 2, 12
 PROMPT, NEW = 4, 5
 TEXT = "def main(x):\n    return x  # héllo\n"
-CASES = dict(BASELINES)
-CASES.update({f"registry_{seed}": registry_architecture(seed) for seed in (0, 1)})
-CASES.update({f"grammar_{i}": arch for i, arch in enumerate(grammar_architectures(3, seed=11))})
+CASES = export_cases(grammar_seed=11)
 ROUND_TRIP = ("jamba", "registry_0")  # MoE; every primitive, parallel layers, MoE
 
 CHECK = r"""
 import json, os, sys, importlib.util, torch
 torch.set_num_threads(1)
-try:
-    import mixnas
-except ImportError:
-    pass
-else:
-    raise SystemExit(f"mixnas is importable from {mixnas.__path__}")
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 transformers.logging.set_verbosity_error()
