@@ -1,8 +1,9 @@
 """The tokenizer of a `--format hf` export: the study task's own, as transformers files.
 
 A language model is only usable from transformers with the tokenizer it was trained with:
-- a prepared LM corpus (the `lm` task with `data: DIR`) brings `DIR/tokenizer.json`, written by
-  the `tokenizers` library; it becomes a `PreTrainedTokenizerFast` as it is;
+- a prepared LM corpus (the `lm` task with `data: DIR`, written by `mixnas data prepare`) says in
+  DIR/meta.json which tokenizer made it: a BPE brings `DIR/tokenizer.json` (the `tokenizers`
+  library's file), which becomes a `PreTrainedTokenizerFast` as it is; a byte corpus is bytes;
 - the byte-level `lm` task (no `data`: token id = byte value, vocabulary 256) gets a byte
   tokenizer: the `tokenizers` byte-level alphabet with no merges, so that encoding text gives
   exactly its UTF-8 bytes and decoding any ids gives text (invalid UTF-8 replaced);
@@ -14,6 +15,7 @@ anything.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -93,7 +95,23 @@ def _task_tokenizer(
     path = Path(str(data)).expanduser()
     if not path.is_absolute() and base_dir is not None and (Path(base_dir) / path).exists():
         path = Path(base_dir) / path
-    return path / "tokenizer.json"
+    described = _corpus_tokenizer(path)
+    if described.get("kind") == BYTE:
+        return BYTE
+    return path / str(described.get("file") or "tokenizer.json")
+
+
+def _corpus_tokenizer(data_dir: Path) -> dict[str, Any]:
+    """The `tokenizer` entry of a prepared corpus's meta.json ({"kind": "byte"} or {"kind":
+    "bpe", "file": "tokenizer.json", ...}); {} when the directory has no meta.json."""
+    meta = data_dir / "meta.json"
+    if not meta.is_file():
+        return {}
+    try:
+        described = json.loads(meta.read_text()).get("tokenizer")
+    except (OSError, ValueError, AttributeError) as err:
+        raise ExportError(f"{meta}: not a prepared corpus's meta.json ({err})") from None
+    return described if isinstance(described, dict) else {}
 
 
 def _file_plan(path: Path, vocab_size: int) -> TokenizerPlan:

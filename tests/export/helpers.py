@@ -107,3 +107,17 @@ def run_isolated(code: str, args: list[str], modules: tuple, cwd: Path, env: dic
     )
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-1000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def prepared_corpus(root: Path, name: str, tokenizer: str) -> tuple[Path, int]:
+    """A small corpus written by `mixnas data prepare` into root/name (meta.json, the bins and,
+    for a BPE, tokenizer.json) from Python-like documents; returns (directory, vocab_size)."""
+    from mixnas.data import PrepareOptions, prepare
+
+    docs = root / "docs"
+    if not docs.exists():
+        docs.mkdir()
+        for i in range(12):
+            (docs / f"doc{i}.txt").write_text(f"def f{i}(x):\n    return x * {i}  # doc {i}\n" * 4)
+    meta = prepare(PrepareOptions([str(docs)], root / name, tokenizer=tokenizer))
+    return root / name, meta["vocab_size"]

@@ -15,10 +15,11 @@ from safetensors.torch import load_file, save
 from mixnas.cli import main
 from mixnas.export.commands import export_from_file, export_from_study
 from mixnas.export.exporter import ExportError, ExportExistsError, export_architecture
-from mixnas.orchestrator.models import StudyRecord, TrialRecord, TrialWeights
-from mixnas.orchestrator.storage import connect
 from mixnas.search_space.architecture import Architecture, Layer, Mixer
 from mixnas.search_space.model import build_model
+from mixnas.storage import RDBStorage, StudyRecord, TrialRecord, TrialWeights
+
+from .helpers import prepared_corpus
 
 OBJECTIVES = [{"name": "val_loss", "direction": "minimize"},
               {"name": "non_embedding_params", "direction": "minimize"}]
@@ -30,7 +31,7 @@ def _study(tmp_path, task, vocab=256, keep=(0,)):
     """A study with trials 0 and 1 of ARCH (weights kept for `keep`); returns (url, models)."""
     url = f"sqlite:///{tmp_path}/study.db"
     models = {}
-    with connect(url)() as session:
+    with RDBStorage(url).sessions() as session:
         study = StudyRecord(name="s", config={"task": task, "train": {"aux_loss_coef": 0.05}},
                             objectives=OBJECTIVES, target_trials=2)
         session.add(study)
@@ -162,30 +163,31 @@ def test_pareto_front_in_hf_format(tmp_path):
 
 
 @needs_transformers
-def test_corpus_tokenizer_from_the_task_data_dir(tmp_path):
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+def test_tokenizer_of_a_prepared_corpus(tmp_path):
+    from tokenizers import Tokenizer
 
-    data = tmp_path / "corpus"
-    data.mkdir()
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel()
-    tok.train_from_iterator(["some text to learn merges from"] * 5, trainers.BpeTrainer(
-        vocab_size=280, special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok.save(str(data / "tokenizer.json"))
-    url, _ = _study(tmp_path, {"name": "lm", "data": str(data)}, vocab=300)
+    data, vocab = prepared_corpus(tmp_path, "bpe", "bpe:280")
+    tok = Tokenizer.from_file(str(data / "tokenizer.json"))
+    url, _ = _study(tmp_path, {"name": "lm", "data": str(data)}, vocab=vocab)
     out = tmp_path / "hf"
     export_from_study(url, "s", trial=0, out_dir=out, format="hf")
     config = json.loads((out / "config.json").read_text())
     assert config["eos_token_id"] == tok.token_to_id("<|endoftext|>")
     saved = json.loads((out / "tokenizer.json").read_text())
     assert saved["model"]["vocab"] == json.loads(tok.to_str())["model"]["vocab"]
+    assert f"tokenizer: `{data / 'tokenizer.json'}`" in (out / "README.md").read_text()
 
     (tmp_path / "small").mkdir()
     small, _ = _study(tmp_path / "small", {"name": "lm", "data": str(data)}, vocab=100)
     with pytest.raises(ExportError, match=r"has 2\d\d tokens, more than the model's vocabulary"):
         export_from_study(small, "s", trial=0, out_dir=tmp_path / "x", format="hf")
     assert not (tmp_path / "x").exists()
+
+    byte_data, byte_vocab = prepared_corpus(tmp_path, "bytes", "byte")  # no tokenizer.json: bytes
+    (tmp_path / "b").mkdir()
+    url, _ = _study(tmp_path / "b", {"name": "lm", "data": str(byte_data)}, vocab=byte_vocab)
+    export_from_study(url, "s", trial=0, out_dir=tmp_path / "hf_bytes", format="hf")
+    assert "tokenizer: bytes" in (tmp_path / "hf_bytes" / "README.md").read_text()
 
 
 @needs_transformers

@@ -5,8 +5,8 @@ Every case is exported twice (hf and torch, the same weights), then all are chec
 subprocess (`python -I -S`, only the directories of torch, safetensors and transformers on the
 path, so transformers starts once and mixnas is out of reach). Cases: every baseline (jamba has
 MoE), every registered primitive with parallel layers of both combine modes (registry_*), samples
-of the hybrid grammar, a byte-level LM with its byte tokenizer and an LM with a BPE tokenizer.json
-from a prepared corpus.
+of the hybrid grammar, a byte-level LM with its byte tokenizer and an LM on a BPE corpus prepared by
+`mixnas data prepare`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from mixnas.export.hf import StudyContext, export_hf  # noqa: E402
 from mixnas.search_space.baselines import get_baseline  # noqa: E402
 from mixnas.search_space.model import build_model  # noqa: E402
 
-from .helpers import export_cases, run_isolated  # noqa: E402
+from .helpers import export_cases, prepared_corpus, run_isolated  # noqa: E402
 
 pytestmark = pytest.mark.slow  # ~1 min on 2 busy cores: transformers' import alone takes 5-10 s
 
@@ -118,22 +118,6 @@ print(json.dumps(results))
 """
 
 
-def _bpe_tokenizer(path):
-    """A small BPE tokenizer.json as `mixnas data prepare` writes one (the tokenizers library)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator([TEXT * 3, "import os\nprint(os.getcwd())\n"] * 20, trainer)
-    tok.save(str(path))
-    return tok
-
-
 def _job(root, name, arch, vocab, seed, **options):
     torch.manual_seed(seed)
     model = build_model(arch, vocab).eval()
@@ -150,8 +134,11 @@ def _job(root, name, arch, vocab, seed, **options):
 
 @pytest.fixture(scope="module")
 def bpe(tmp_path_factory):
-    data = tmp_path_factory.mktemp("corpus")
-    return data, _bpe_tokenizer(data / "tokenizer.json")
+    """A BPE corpus as `mixnas data prepare` writes it: (directory, vocab_size, tokenizer)."""
+    from tokenizers import Tokenizer
+
+    data, vocab = prepared_corpus(tmp_path_factory.mktemp("corpus"), "bpe", "bpe:300")
+    return data, vocab, Tokenizer.from_file(str(data / "tokenizer.json"))
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +147,7 @@ def results(tmp_path_factory, bpe) -> dict:
     jobs = [_job(root, name, arch, VOCAB, i) for i, (name, arch) in enumerate(CASES.items())]
     byte = _job(root, "byte_lm", get_baseline("transformer"), 256, 100,
                 study=StudyContext(task={"name": "lm"}))
-    corpus = _job(root, "bpe_lm", get_baseline("gated_deltanet"), 320, 101,
+    corpus = _job(root, "bpe_lm", get_baseline("gated_deltanet"), bpe[1], 101,
                   study=StudyContext(task={"name": "lm", "data": str(bpe[0])}))
     jobs += [{**byte, "text": TEXT}, {**corpus, "text": TEXT}]
     env = {"HF_HOME": str(root / "hf_home"), "HF_HUB_OFFLINE": "1"}
@@ -214,8 +201,8 @@ def test_byte_tokenizer(results):
 
 def test_corpus_tokenizer(results, bpe):
     result = results["bpe_lm"]
-    assert result["ids"] == bpe[1].encode(TEXT).ids
+    assert result["ids"] == bpe[2].encode(TEXT).ids
     assert len(result["ids"]) < len(TEXT.encode())  # merges were applied
     assert result["decoded"] == TEXT
     assert result["eos"] == "<|endoftext|>"
-    assert result["vocab_size"] == 320
+    assert result["vocab_size"] == bpe[1]
