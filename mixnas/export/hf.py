@@ -141,7 +141,7 @@ def export_hf(
     if not isinstance(tokenizer, TokenizerPlan):
         tokenizer = plan_tokenizer(vocab_size, tokenizer, study.task, study.base_dir)
     trained = state_dict is not None
-    contents = hf_files(arch, vocab_size, state_dict, metadata, study, tokenizer)
+    contents = hf_files(arch, vocab_size, state_dict, study, tokenizer)
     contents["README.md"] = model_card(arch, vocab_size, trained, metadata, study, tokenizer)
     out.mkdir(parents=True, exist_ok=True)
     for name in HF_FILES:  # only reachable with force: never keep an earlier export's files
@@ -154,7 +154,6 @@ def hf_files(
     arch: Architecture,
     vocab_size: int,
     state_dict: Mapping[str, torch.Tensor] | bytes | None,
-    metadata: Mapping[str, Any] | None,
     study: StudyContext,
     tokenizer: TokenizerPlan | None,
 ) -> dict[str, str | bytes]:
