@@ -267,14 +267,15 @@ def cmd_export(args) -> int:
         if args.name:
             raise MixnasError("give either a study NAME or --arch, not both")
         paths = export_from_file(args.arch, args.output, vocab_size=args.vocab_size,
-                                 force=args.force)
+                                 force=args.force, format=args.format, tokenizer=args.tokenizer)
     else:
         if not args.name:
             raise MixnasError("give a study NAME (with --trial N or --pareto) or --arch FILE")
         if (args.trial is None) == (not args.pareto):
             raise MixnasError("give exactly one of --trial N or --pareto")
         paths = export_from_study(args.storage, args.name, trial=args.trial, pareto=args.pareto,
-                                  out_dir=args.output, force=args.force)
+                                  out_dir=args.output, force=args.force, format=args.format,
+                                  tokenizer=args.tokenizer)
     for path in paths:
         print(path)
     return 0
@@ -461,7 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(handler=cmd_evaluate)
 
-    export = commands.add_parser("export", help="export architectures as standalone PyTorch")
+    export = commands.add_parser(
+        "export", help="export architectures as standalone PyTorch or for transformers"
+    )
     export.add_argument("name", nargs="?", help="study name")
     export.add_argument("--storage", default=DEFAULT_STORAGE)
     export.add_argument("--trial", type=int)
@@ -470,6 +473,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--vocab-size", type=_positive_int, default=256)
     export.add_argument("-o", "--output", required=True)
     export.add_argument("--force", action="store_true")
+    export.add_argument("--format", choices=("torch", "hf"), default="torch",
+                        help="torch: model.py + weights; hf: a transformers model directory "
+                             "(needs pip install 'mixnas[hf]')")
+    export.add_argument("--tokenizer", help="with --format hf: 'byte' or a tokenizer.json "
+                                            "(default: the study task's own)")
     export.set_defaults(handler=cmd_export)
 
     dashboard = commands.add_parser("dashboard", help="web dashboard over a study database")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install mixnas into the current Python environment (a virtualenv if one is active).
 #   scripts/setup.sh          runtime: CPU PyTorch, Triton, Optuna, Ray, SQLAlchemy, ...
-#   scripts/setup.sh --test   also the test tools, the PostgreSQL driver and Debian's Chromium
+#   scripts/setup.sh --test   also the test tools, the PostgreSQL driver, transformers (for the
+#                             `export --format hf` tests) and Debian's Chromium
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -13,7 +14,7 @@ if ! "$PYTHON" -c 'import torch' 2>/dev/null; then
 fi
 
 if [[ "${1:-}" == "--test" ]]; then
-  "$PYTHON" -m pip install "${quiet[@]}" -e ".[test,postgres,bench]"
+  "$PYTHON" -m pip install "${quiet[@]}" -e ".[test,postgres,bench,hf]"
   if [[ ! -x /usr/bin/chromium ]]; then
     if [[ $(id -u) == 0 ]]; then
       (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \

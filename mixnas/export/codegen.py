@@ -16,6 +16,7 @@ import math
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -53,16 +54,53 @@ def config_dict(arch: Architecture, vocab_size: int) -> dict[str, Any]:
     return {k: _plain(data[k]) for k in CONFIG_FIELDS}
 
 
-def generate_code(arch: Architecture, vocab_size: int) -> str:
-    """The source of a standalone model.py for `arch` at `vocab_size` (byte-identical each time)."""
+@dataclass(frozen=True)
+class CodeFile:
+    """What one generated file holds around the architecture's own code.
+
+    `roots`: (module, name) definitions copied with all they need; `siblings`: names the file
+    imports from a sibling file of the export directory (`from .configuration_mixnas import
+    MixnasConfig`) instead of copying; `with_config`: whether the file ends with the `CONFIG`
+    literal (the default architecture `load` falls back on)."""
+
+    header: str
+    roots: tuple[tuple[str, str], ...]
+    siblings: tuple[tuple[str, str], ...] = ()
+    with_config: bool = True
+
+
+MODEL_PY = CodeFile(HEADER, tuple((RUNTIME, name) for name in RUNTIME_ROOTS))
+
+
+def generate_code(arch: Architecture, vocab_size: int, target: CodeFile = MODEL_PY) -> str:
+    """The source of a standalone model.py for `arch` at `vocab_size` (byte-identical each time);
+    `target` says which file (`model.py` by default) and so which code beyond the model it holds.
+    """
     config = config_dict(arch, vocab_size)
     classes = primitive_classes(arch, vocab_size)
-    collector = SourceCollector(generated=GENERATED)
-    for name in RUNTIME_ROOTS:
-        collector.add(RUNTIME, name)
+    collector = SourceCollector(generated=GENERATED + tuple(name for _, name in target.siblings))
+    for module, name in target.roots:
+        collector.add(module, name)
     primitives = {}
     for name, cls in sorted(classes.items()):
         primitives[name] = None if cls is None else collector.add_object(cls)
+    tail = (
+        "# ---- this architecture ----\n\nPRIMITIVES = {\n"
+        + "".join(f"    {name!r}: {cls or 'None'},\n" for name, cls in primitives.items())
+        + "}"
+    )
+    if target.with_config:
+        tail += (
+            "\nCONFIG = Config(\n"
+            + "".join(f"    {key}={_literal(config[key], 1)},\n" for key in CONFIG_FIELDS)
+            + ")"
+        )
+    return assemble(collector, target, tail)
+
+
+def assemble(collector: SourceCollector, target: CodeFile, tail: str = "") -> str:
+    """One generated file: header, imports, the collected definitions (in SECTIONS order, each
+    module under a comment naming it), then `tail`; checked standalone and formatted."""
     sections = []
     module = None
     for definition in collector.definitions(SECTIONS):
@@ -70,16 +108,12 @@ def generate_code(arch: Architecture, vocab_size: int) -> str:
             module = definition.module
             sections.append(f"# ---- copied from {collector.module_path(module)} ----")
         sections.append(definition.source)
-    sections.append(
-        "# ---- this architecture ----\n\nPRIMITIVES = {\n"
-        + "".join(f"    {name!r}: {cls or 'None'},\n" for name, cls in primitives.items())
-        + "}\nCONFIG = Config(\n"
-        + "".join(f"    {key}={_literal(config[key], 1)},\n" for key in CONFIG_FIELDS)
-        + ")"
-    )
-    imports = _import_block(collector.import_lines())
+    if tail:
+        sections.append(tail)
+    lines = collector.import_lines()
+    lines += [f"from .{sibling} import {name}" for sibling, name in target.siblings]
     code = (
-        f"{HEADER}\n\nfrom __future__ import annotations\n\n{imports}\n\n"
+        f"{target.header}\n\nfrom __future__ import annotations\n\n{_import_block(lines)}\n\n"
         + "\n\n\n".join(section.strip("\n") for section in sections)
         + "\n"
     )
@@ -143,14 +177,17 @@ def _check_standalone(code: str) -> None:
 
 
 def _import_block(lines: list[str]) -> str:
-    """Import lines in two groups (standard library, then others), `import` before `from`."""
+    """Import lines in groups (standard library, others, the export directory's own files),
+    `import` before `from`."""
 
     def group(line: str) -> int:
-        top = line.split()[1].partition(".")[0]
-        return 0 if top in sys.stdlib_module_names else 1
+        module = line.split()[1]
+        if module.startswith("."):
+            return 2
+        return 0 if module.partition(".")[0] in sys.stdlib_module_names else 1
 
     ordered = sorted(lines, key=lambda line: (group(line), line.startswith("from"), line))
-    blocks = [[line for line in ordered if group(line) == g] for g in (0, 1)]
+    blocks = [[line for line in ordered if group(line) == g] for g in (0, 1, 2)]
     return "\n\n".join("\n".join(block) for block in blocks if block)
 
 

@@ -15,7 +15,8 @@ import torch
 import yaml
 
 from mixnas.errors import StudyNotFound
-from mixnas.export.exporter import ExportError, check_target, export_architecture
+from mixnas.export.exporter import ExportError, check_target
+from mixnas.export.hf import check_format, study_context, study_exporter, target_files
 from mixnas.search_space.architecture import Architecture
 from mixnas.search_space.baselines import BASELINES, get_baseline
 from mixnas.search_space.model import build_model
@@ -32,14 +33,19 @@ def export_from_study(
     pareto: bool = False,
     out_dir: str | os.PathLike,
     force: bool = False,
+    format: str = "torch",
+    tokenizer: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Export trial `trial` into `out_dir`, or (`pareto`) every complete trial on the study's
     Pareto front into `out_dir/trial_<N>/`. Returns the files written.
 
     A trial whose weights the study did not keep is exported as code and config (random weights);
-    its vocabulary size is that of the study's stored weights (one task per study)."""
+    its vocabulary size is that of the study's stored weights (one task per study). `format`
+    "hf" writes a transformers model directory instead (see `mixnas.export.hf`), with the
+    tokenizer the study's task implies unless `tokenizer` names one."""
     if (trial is None) == (not pareto):
         raise ExportError("give exactly one of --trial N and --pareto")
+    check_format(format)
     if not RDBStorage.exists(storage_url):
         raise ExportError(f"no mixnas database at {storage_url}")
     storage = RDBStorage(storage_url, "existing")
@@ -58,11 +64,13 @@ def export_from_study(
             raise ExportError(f"study {study!r} has no trial {trial}")
         targets = [(found, Path(out_dir))]
     jobs = [_trial_job(storage, record, t, directory) for t, directory in targets]
+    context = study_context(record.config, record.objectives, record.config_path)
+    write = study_exporter(format, {job[1] for job in jobs}, context, tokenizer)
     for _, _, directory, _, _ in jobs:  # refuse before writing anything
-        check_target(directory, force)
+        check_target(directory, force, target_files(format))
     written: list[Path] = []
     for arch, vocab_size, directory, weights, metadata in jobs:
-        written += export_architecture(
+        written += write(
             arch, vocab_size, directory, state_dict=weights, force=force, metadata=metadata
         )
     return written
@@ -73,12 +81,17 @@ def export_from_file(
     out_dir: str | os.PathLike,
     vocab_size: int | None = None,
     force: bool = False,
+    format: str = "torch",
+    tokenizer: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Export the architecture in a YAML (or JSON) file, or a baseline given by name, with random
-    weights. The file holds an Architecture mapping or the name of a baseline."""
+    weights. The file holds an Architecture mapping or the name of a baseline. `format` and
+    `tokenizer` as for `export_from_study`."""
+    check_format(format)
     arch = load_architecture(arch_path)
     vocab = DEFAULT_VOCAB_SIZE if vocab_size is None else vocab_size
-    return export_architecture(arch, vocab, out_dir, force=force)
+    write = study_exporter(format, {vocab}, None, tokenizer)
+    return write(arch, vocab, out_dir, force=force)
 
 
 def load_architecture(arch_path: str | os.PathLike) -> Architecture:

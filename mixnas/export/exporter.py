@@ -65,13 +65,14 @@ def export_architecture(
     return written
 
 
-def check_target(out_dir: str | os.PathLike, force: bool) -> Path:
-    """Refuse a target that is not a directory, or (without `force`) holds any exported file."""
+def check_target(out_dir: str | os.PathLike, force: bool, files: tuple[str, ...] = FILES) -> Path:
+    """Refuse a target that is not a directory, or (without `force`) holds any of `files` (the
+    files an export of that format writes)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ExportExistsError(f"{out} exists and is not a directory")
     if not force:
-        for name in FILES:
+        for name in files:
             if (out / name).exists():
                 raise ExportExistsError(f"{out / name} already exists; pass --force to overwrite")
     return out
@@ -158,11 +159,17 @@ def readme(
         "`generate` decodes one token at a time with each layer's recurrent or KV-cache state "
         "(`model.init_state`, `model.step`).",
     ]
+    return "\n".join(lines + search_record(metadata)) + "\n"
+
+
+def search_record(metadata: Mapping[str, Any] | None) -> list[str]:
+    """README lines: the trial's record (study, trial, values, metrics) as a key/value table."""
     rows = sorted(_flatten(dict(metadata or {})).items())
-    if rows:
-        lines += ["", "## Search record", "", "| key | value |", "|---|---|"]
-        lines += [f"| {_cell(key)} | {_cell(value)} |" for key, value in rows]
-    return "\n".join(lines) + "\n"
+    if not rows:
+        return []
+    return ["", "## Search record", "", "| key | value |", "|---|---|"] + [
+        f"| {_cell(key)} | {_cell(value)} |" for key, value in rows
+    ]
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

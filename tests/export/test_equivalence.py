@@ -8,38 +8,25 @@ live in, minus any directory holding a `mixnas` package.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import safetensors
 import torch
 
 from mixnas.export.exporter import export_architecture
-from mixnas.search_space.baselines import BASELINES
 from mixnas.search_space.model import build_model
 
-from .helpers import grammar_architectures, registry_architecture
+from .helpers import export_cases, run_isolated
 
 VOCAB = 40
 BATCH, SEQ = 2, 16
 PROMPT, NEW = 5, 4
 
-CASES = dict(BASELINES)
-CASES.update({f"registry_{seed}": registry_architecture(seed) for seed in (0, 1)})
-CASES.update({f"grammar_{i}": arch for i, arch in enumerate(grammar_architectures(3, seed=7))})
+CASES = export_cases(grammar_seed=7)
 
 CHECK = r"""
 import importlib.util, json, sys, torch
 torch.set_num_threads(1)
-try:
-    import mixnas
-except ImportError:
-    pass
-else:
-    raise SystemExit(f"mixnas is importable from {mixnas.__path__}")
 results = {}
 for name, directory, check in json.loads(sys.argv[1]):
     spec = importlib.util.spec_from_file_location(f"exported_{name}", f"{directory}/model.py")
@@ -77,14 +64,6 @@ print(json.dumps(results))
 """
 
 
-def _isolated_path() -> list[str]:
-    """Where torch and safetensors live, without any directory that holds mixnas."""
-    dirs = {str(Path(m.__file__).resolve().parents[1]) for m in (torch, safetensors)}
-    if any((Path(d) / "mixnas").exists() for d in dirs):
-        pytest.fail(f"mixnas is installed next to torch ({dirs}); cannot hide it from the check")
-    return sorted(dirs)
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("exports")
@@ -100,14 +79,7 @@ def results(tmp_path_factory) -> dict:
         check = root / f"{name}.pt"
         torch.save({"tokens": tokens, "logits": logits, "prompt": PROMPT, "new": NEW}, check)
         jobs.append((name, str(directory), str(check)))
-    paths = "import sys; sys.path[:0] = " + repr(_isolated_path()) + "\n"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    proc = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", paths + CHECK, json.dumps(jobs)],
-        capture_output=True, text=True, cwd=root, env=env, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-1000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_isolated(CHECK, [json.dumps(jobs)], (torch, safetensors), root)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
