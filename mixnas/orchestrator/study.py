@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import warnings
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -15,6 +17,7 @@ from mixnas.errors import StudyExists, StudyNotFound
 from mixnas.orchestrator.config import StudyConfig
 from mixnas.orchestrator.models import StudyRecord, TrialRecord
 from mixnas.orchestrator.storage import connect, exists
+from mixnas.orchestrator.warm_start import WarmSource, WarmTrial, values_by_name
 
 optuna.logging.set_verbosity(logging.WARNING)
 # set_metric_names is marked experimental but is what optuna-dashboard reads objective names from.
@@ -23,8 +26,20 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 TERMINAL_STATES = ("complete", "pruned", "infeasible")
 
 
-def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
+def make_sampler(config: StudyConfig,
+                 warm: Sequence[WarmSource] = ()) -> optuna.samplers.BaseSampler:
+    """The study's sampler with the defaults its `n_trials` calls for.
+
+    Args:
+        config: the study config (`sampler`, `sampler_options`, `n_trials`, `seed`).
+        warm: earlier studies the surrogate sampler learns from (other samplers ignore them).
+
+    Raises:
+        ValueError: bad `sampler_options` for the surrogate sampler.
+    """
     options = dict(config.sampler_options)
+    if config.sampler == "surrogate":
+        return _surrogate_sampler(config, warm)
     if config.sampler == "nsga2":
         options.setdefault("population_size", max(4, min(50, config.n_trials // 4)))
         return optuna.samplers.NSGAIISampler(seed=config.seed, **options)
@@ -37,6 +52,22 @@ def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
         options.setdefault("n_startup_trials", max(4, min(10, config.n_trials // 4)))
         return optuna.samplers.TPESampler(seed=config.seed, **options)
     return optuna.samplers.RandomSampler(seed=config.seed)
+
+
+def _surrogate_sampler(config: StudyConfig, warm: Sequence[WarmSource]):
+    from dataclasses import replace
+
+    from mixnas.evaluator.profiler import resolve_profile
+    from mixnas.orchestrator.surrogate import SurrogateOptions, SurrogateSampler
+    from mixnas.search_space.grammar import Grammar
+
+    options = SurrogateOptions.from_dict(config.sampler_options)
+    inner = make_sampler(replace(config, sampler="tpe", sampler_options=options.inner_options))
+    return SurrogateSampler(
+        Grammar.load(config.search_space), [(o.name, o.direction) for o in config.objectives],
+        options, inner, seed=config.seed, warm=warm,
+        context_length=resolve_profile(config.profile)["context_length"],
+    )
 
 
 def optuna_storage(url: str) -> optuna.storages.RDBStorage:
@@ -56,6 +87,7 @@ class StudyHandle:
     record_id: int
     sessions: sessionmaker[Session]
     optuna_study: optuna.Study
+    warm: list[WarmSource] = field(default_factory=list)  # earlier studies it learns from
 
     @property
     def name(self) -> str:
@@ -65,8 +97,13 @@ class StudyHandle:
         return [o.name for o in self.config.objectives]
 
 
-def create_study(config: StudyConfig) -> StudyHandle:
-    """Create a new study; refuses (StudyExists) if the name is taken in this storage."""
+def create_study(config: StudyConfig, warm: Sequence[WarmSource] = ()) -> StudyHandle:
+    """Create a new study; refuses (StudyExists) if the name is taken in this storage.
+
+    Args:
+        config: the validated study config.
+        warm: its warm-start studies, loaded (and checked) by `load_warm_sources` beforehand.
+    """
     sessions = connect(config.storage)
     with sessions() as session:
         if session.scalar(sa.select(StudyRecord.id).where(StudyRecord.name == config.name)):
@@ -81,7 +118,7 @@ def create_study(config: StudyConfig) -> StudyHandle:
             study_name=config.name,
             storage=storage,
             directions=[o.direction for o in config.objectives],
-            sampler=make_sampler(config),
+            sampler=make_sampler(config, warm),
         )
     except optuna.exceptions.DuplicatedStudyError:
         raise StudyExists(
@@ -100,7 +137,7 @@ def create_study(config: StudyConfig) -> StudyHandle:
         session.add(record)
         session.flush()
         record_id = record.id
-    return StudyHandle(config, record_id, sessions, study)
+    return StudyHandle(config, record_id, sessions, study, list(warm))
 
 
 def load_study(name: str, storage: str) -> StudyHandle:
@@ -114,10 +151,65 @@ def load_study(name: str, storage: str) -> StudyHandle:
         config = StudyConfig.from_dict(record.config)
         config.storage = storage
         record_id = record.id
+    warm = load_warm_sources(storage, config.warm_start, missing_ok=True)
     study = optuna.load_study(
-        study_name=name, storage=optuna_storage(storage), sampler=make_sampler(config)
+        study_name=name, storage=optuna_storage(storage), sampler=make_sampler(config, warm)
     )
-    return StudyHandle(config, record_id, sessions, study)
+    return StudyHandle(config, record_id, sessions, study, warm)
+
+
+def load_warm_sources(storage: str, names: Sequence[str], *,
+                      missing_ok: bool = False) -> list[WarmSource]:
+    """The complete trials of the studies `names` in `storage`, to warm-start another study.
+
+    Reads only: a storage without mixnas's tables is never created here.
+
+    Args:
+        storage: the SQLAlchemy URL both studies live in.
+        names: earlier study names.
+        missing_ok: skip names that are not there (a resumed study whose source was deleted).
+
+    Returns:
+        One WarmSource per study found, in the order of `names`.
+
+    Raises:
+        StudyNotFound: a study is not there (unless missing_ok).
+    """
+    if not names:
+        return []
+    if not exists(storage):
+        if missing_ok:
+            return []
+        raise StudyNotFound(f"warm_start: no study named '{names[0]}' in {storage}: "
+                            "no mixnas database there")
+    out = []
+    with connect(storage)() as session:
+        for name in names:
+            record = session.scalar(sa.select(StudyRecord).where(StudyRecord.name == name))
+            if record is None:
+                if missing_ok:
+                    continue
+                known = session.scalars(sa.select(StudyRecord.name).order_by(StudyRecord.name))
+                hint = difflib.get_close_matches(name, list(known), n=1)
+                suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+                raise StudyNotFound(f"warm_start: no study named '{name}' in {storage}"
+                                    f"{suggestion}")
+            out.append(_warm_source(session, record))
+    return out
+
+
+def _warm_source(session: Session, record: StudyRecord) -> WarmSource:
+    objectives = [(o["name"], o["direction"]) for o in record.objectives]
+    names = [n for n, _ in objectives]
+    rows = session.execute(
+        sa.select(TrialRecord.arch_json, TrialRecord.params, TrialRecord.values)
+        .where(TrialRecord.study_id == record.id, TrialRecord.state == "complete",
+               TrialRecord.duplicate_of.is_(None), TrialRecord.arch_json.is_not(None))
+        .order_by(TrialRecord.number)
+    ).all()
+    trials = [WarmTrial(arch, dict(params or {}), values_by_name(names, values))
+              for arch, params, values in rows]
+    return WarmSource(record.name, objectives, [t for t in trials if t.values])
 
 
 def list_studies(storage: str) -> list[dict[str, Any]]:
