@@ -50,6 +50,7 @@ LM = {"table": str(LM_TABLE), "objectives": [("bpb", "minimize"),
 METHODS: dict[str, tuple[str, dict, str, str | None, str | None]] = {
     "tpe": ("mqar", MQAR, "tpe", None, None),
     "surrogate": ("mqar", MQAR, "surrogate", None, None),
+    "surrogate_inner_tpe": ("mqar", MQAR, "surrogate", None, None),
     "cold": ("lm", LM, "surrogate", None, None),
     "warm": ("lm", LM, "surrogate", "surrogate", None),
     "warm_inverted": ("lm", LM, "surrogate", "surrogate", "invert"),
@@ -100,12 +101,14 @@ def _one(job: dict[str, Any]) -> dict[str, Any]:
         full = normaliser.hypervolume(table.values(objectives))
         started = time.process_time()
         result = replay(table, grammar, objectives, sampler=job["sampler"],
-                        n_trials=job["n_trials"], seed=job["seed"], warm=warm, enqueue=enqueue)
+                        n_trials=job["n_trials"], seed=job["seed"], warm=warm, enqueue=enqueue,
+                        sampler_options=job["options"])
         seconds = time.process_time() - started
     curve = [hv / full for hv in result.hypervolume_curve(normaliser)]
     quality = objectives[0][0]
     weights = [((s or {}).get("weights") or {}).get(quality, {}) for s in result.screens]
-    return {"label": job["label"], "sampler": job["sampler"], "options": {}, "seed": job["seed"],
+    return {"label": job["label"], "sampler": job["sampler"], "options": job["options"],
+            "seed": job["seed"],
             "seeding": "warm" if warm else "none", "curve": curve, "hashes": result.hashes,
             "distinct": result.distinct, "cpu_seconds": seconds, "enqueued": len(enqueue),
             "source_weight": [None if not w else 1.0 - w.get("<this study>", 0.0)
@@ -124,7 +127,9 @@ def _jobs(labels: list[str], seeds: int, n_trials: dict[str, int],
             if source and src is None:
                 continue  # its source has not run yet
             phase = "mqar" if spec is MQAR else "lm"
+            options = {"inner": "tpe"} if label == "surrogate_inner_tpe" else {}
             jobs.append({"label": label, "sampler": sampler, "seed": seed, "spec": spec,
+                         "options": options,
                          "n_trials": n_trials[f"{sampler}_{phase}"], "transform": transform,
                          "source": {k: src[k] for k in ("label", "seed", "hashes")} if src
                          else None})
@@ -167,7 +172,7 @@ def _transfer(runs: list[dict], label: str, baseline: str) -> dict[str, Any]:
 
 
 def _finite(x: float) -> float | None:
-    return None if math.isinf(x) else x
+    return None if math.isinf(x) or math.isnan(x) else x
 
 
 def plot(runs: list[dict], summary: dict[str, Any], path: Path) -> None:
@@ -221,10 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--cache", type=Path, default=RESULTS / "warm_start_runs.jsonl")
     parser.add_argument("--out", type=Path, default=RESULTS / "warm_start")
+    parser.add_argument("--summary-only", action="store_true",
+                        help="write the JSON and PNG from the cached runs, running nothing")
     args = parser.parse_args(argv)
     n_trials = {"tpe_mqar": args.n_trials_tpe, "tpe_lm": args.n_trials_tpe,
                 "surrogate_mqar": args.n_trials_surrogate, "surrogate_lm": args.n_trials_surrogate}
     phases = {"mqar": ["mqar"], "lm": ["lm", "lm2"], "all": ["mqar", "lm", "lm2"]}[args.phase]
+    phases = [] if args.summary_only else phases
     started = time.perf_counter()
     for phase in phases:
         labels = [m for m in args.methods if METHODS[m][0] == phase]
@@ -238,9 +246,11 @@ def main(argv: list[str] | None = None) -> int:
                 hit = trials_to_fraction(run["curve"], TARGET)
                 print(f"{run['label']:14s} seed {run['seed']:2d}: {hit} trials to 95% "
                       f"({run['cpu_seconds']:.1f} cpu s)", flush=True)
-    runs = [r for r in _load(args.cache).values() if r["seed"] < args.seeds]
-    if {r["label"] for r in runs} < set(args.methods):
-        print("not every method has run yet; no summary written")
+    runs = [r for r in _load(args.cache).values()
+            if r["seed"] < args.seeds and r["label"] in args.methods]
+    missing = [m for m in ("tpe", "surrogate") if m not in {r["label"] for r in runs}]
+    if missing:
+        print(f"{', '.join(missing)} not run yet; no summary written")
         return 0
     write_summary(runs, args, argv, time.perf_counter() - started)
     return 0
@@ -253,13 +263,17 @@ def _tables(phase: str) -> list[str]:
 def write_summary(runs: list[dict], args, argv, wall: float) -> None:
     summary = summarise(runs)
     medians = {label: s["median_trials_to_95"] for label, s in summary.items()}
+    labels = {r["label"] for r in runs}
     tpe, surrogate = _median_trials(runs, "tpe"), _median_trials(runs, "surrogate")
-    cold, warm = _median_trials(runs, "cold"), _median_trials(runs, "warm")
+    lm = {"cold", "warm"} <= labels
+    cold, warm = (_median_trials(runs, "cold"), _median_trials(runs, "warm")) if lm else (
+        math.nan, math.nan)
     result = {
         "benchmark": "warm_start",
         **environment("benchmarks.warm_start", argv),
         "wall_seconds": wall,
         "seeds": list(range(args.seeds)),
+        "seeds_per_method": {lab: sum(r["label"] == lab for r in runs) for lab in sorted(labels)},
         "n_trials": {"tpe": args.n_trials_tpe, "surrogate": args.n_trials_surrogate},
         "tables": {"mqar": MQAR, "lm": LM},
         "target_fraction": TARGET,
@@ -268,11 +282,12 @@ def write_summary(runs: list[dict], args, argv, wall: float) -> None:
             "surrogate_vs_tpe": {"target": "surrogate <= tpe / 2 on the MQAR table",
                                  "ratio": _finite(surrogate / tpe), "met": surrogate <= tpe / 2},
             "warm_vs_cold": {"target": "warm <= cold / 2 on the LM table",
-                             "ratio": _finite(warm / cold), "met": warm <= cold / 2},
+                             "ratio": _finite(warm / cold) if lm else None,
+                             "met": bool(warm <= cold / 2) if lm else None},
         },
         "transfer": {label: _transfer(runs, label, base) for label, base in (
             ("warm", "cold"), ("warm_inverted", "cold"), ("warm_reverse", "surrogate"),
-            ("tpe_warm", "tpe_cold"))},
+            ("tpe_warm", "tpe_cold")) if {label, base} <= labels},
         "summary": summary,
     }
     write_json(args.out.with_suffix(".json"), result)

@@ -62,8 +62,10 @@ SCREEN_ATTR = "mixnas:surrogate"  # trial system attribute: candidates screened,
 class SurrogateOptions:
     """`sampler_options` of `sampler: surrogate`."""
 
-    inner: str = "tpe"  # who proposes candidates: grouped TPE, or the grammar's prior
-    candidates: int = 64  # designs screened per trial
+    # who proposes candidates: the grammar's prior (measured best: benchmarks/warm_start.py), or
+    # grouped TPE (its samples, so the screen only sees what TPE already favours)
+    inner: str = "grammar"
+    candidates: int = 32  # designs screened per trial
     model: str = "forest"  # forest | gp | gbm (surrogate_model.py)
     n_startup_trials: int = 5  # trials proposed by `inner` alone before the model is used
     mc_samples: int = 128  # Monte Carlo draws per candidate for the expected improvement
