@@ -27,13 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
+import optuna
 
 from benchmarks.common import RESULTS, environment, write_json
 from benchmarks.tabular.build import GRAMMAR, SETTINGS
 from mixnas.orchestrator.config import Objective, PruningConfig, StudyConfig
 from mixnas.orchestrator.driver import Driver
-from mixnas.orchestrator.models import TrialRecord
 from mixnas.orchestrator.study import create_study
 from mixnas.search_space.grammar import Grammar
 from mixnas.search_space.sampling import ScriptedDecider
@@ -53,14 +52,14 @@ class TimedDriver(Driver):
         self.launch_s: list[float] = []
         self.record_s: list[float] = []
 
-    def _launch(self) -> None:
+    def launch(self) -> None:
         start = time.perf_counter()
-        super()._launch()
+        super().launch()
         self.launch_s.append(time.perf_counter() - start)
 
-    def _record_result(self, info, result) -> None:
+    def record_result(self, info, result) -> None:
         start = time.perf_counter()
-        super()._record_result(info, result)
+        super().record_result(info, result)
         self.record_s.append(time.perf_counter() - start)
 
 
@@ -92,12 +91,9 @@ def run_study(cfg: StudyConfig, seed_baselines: bool = False) -> dict[str, Any]:
     cpu, wall = time.thread_time(), time.perf_counter()
     driver.run(seed_baselines=seed_baselines)
     cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
-    with handle.sessions() as session:
-        trials = session.scalars(
-            sa.select(TrialRecord).where(TrialRecord.study_id == handle.record_id)
-        ).all()
-        seconds = [t.compute_seconds for t in trials if t.compute_seconds is not None]
-        states = [t.state for t in trials]
+    trials = handle.storage.get_trials(handle.record_id)
+    seconds = [t.compute_seconds for t in trials if t.compute_seconds is not None]
+    states = [t.state for t in trials]
     return {"study": cfg.name, "workers": cfg.workers, "trials": len(trials),
             "states": {s: states.count(s) for s in set(states)}, "wall_s": wall,
             "driver_thread_cpu_s": cpu, "trial_seconds": seconds,
@@ -111,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage", help="SQLAlchemy URL (default: SQLite in a temp dir)")
     parser.add_argument("--out", type=Path, default=RESULTS / "orchestration_overhead.json")
     args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     import ray
 

@@ -24,11 +24,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import optuna
+
 from benchmarks.common import RESULTS, environment, write_json
 from benchmarks.tabular.build import GRAMMAR, TABLE
 from benchmarks.tabular.hypervolume import Normaliser
 from benchmarks.tabular.replay import replay, trials_to_fraction
 from benchmarks.tabular.table import Table, distinct_architectures
+from mixnas import pareto
 from mixnas.orchestrator.config import SAMPLERS
 from mixnas.search_space.architecture import Architecture
 from mixnas.search_space.grammar import Grammar
@@ -55,6 +58,7 @@ def baseline_seeds(grammar: Grammar) -> dict[str, Architecture]:
 
 def _one(job: dict[str, Any]) -> dict[str, Any]:
     """One replayed study (runs in a worker process): its hypervolume-fraction curve."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not one line per replayed trial
     grammar = Grammar.load(job["grammar"])
     with Table(job["table"]) as table:
         objectives = [tuple(o) for o in job["objectives"]]
@@ -208,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "search_efficiency")
     args = parser.parse_args(argv)
     objectives = args.objectives
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     grammar = Grammar.load(args.grammar)
     seeds = baseline_seeds(grammar)
@@ -220,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
                              "finish it with python -m benchmarks.tabular.build")
         values = table.values(objectives)
         normaliser = Normaliser([d for _, d in objectives], values)
-        front = [r.hash for r in complete if not _dominated(r, complete, objectives)]
+        points = pareto.scored(((i, r.hash, r.measured) for i, r in enumerate(complete)),
+                               [n for n, _ in objectives])
+        front = [p.design for p in pareto.front(points, [d for _, d in objectives])]
         meta = table.meta()
         full = normaliser.hypervolume(values)
 
@@ -272,16 +279,6 @@ def main(argv: list[str] | None = None) -> int:
               f"distinct {s['median_distinct_architectures']}")
     print(json.dumps(result["verdict"], indent=1))
     return 0
-
-
-def _dominated(row, rows, objectives) -> bool:
-    def key(r):
-        return [(-1 if d == "maximize" else 1) * r.measured[n] for n, d in objectives]
-
-    me = key(row)
-    return any(
-        all(a <= b for a, b in zip(key(o), me)) and key(o) != me for o in rows
-    )
 
 
 if __name__ == "__main__":

@@ -20,9 +20,19 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `mixnas study start: error: ...`, exit 2, no usage dump."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a one-line usage error
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if not hasattr(args, "handler"):
         parser.print_help()
         return EXIT_USAGE
@@ -42,12 +52,12 @@ def main(argv: list[str] | None = None) -> int:
 
 # --------------------------------------------------------------------------- study
 def cmd_study_start(args) -> int:
+    from mixnas.orchestrator.cluster import check_ray_address
     from mixnas.orchestrator.config import load_study_config
-    from mixnas.orchestrator.driver import check_ray_address
-    from mixnas.orchestrator.storage import check_url
     from mixnas.orchestrator.study import create_study, load_warm_sources
     from mixnas.orchestrator.warm_start import check_mappable
     from mixnas.search_space.grammar import Grammar
+    from mixnas.storage import check_url
 
     config = load_study_config(args.file)
     if args.storage:
@@ -67,6 +77,7 @@ def cmd_study_start(args) -> int:
     warm = load_warm_sources(config.storage, config.warm_start)
     for source in warm:
         check_mappable(grammar, source, f"{args.file}: warm_start")
+    _quiet_optuna()
     handle = create_study(config, warm)
     return _drive(handle, args, seed_baselines=True)
 
@@ -74,22 +85,21 @@ def cmd_study_start(args) -> int:
 def cmd_study_resume(args) -> int:
     from mixnas.orchestrator.study import load_study
 
+    _quiet_optuna()
     handle = load_study(args.name, args.storage)
     if args.n_trials:
         handle.config.n_trials = args.n_trials
-        _set_target(handle, args.n_trials)
+        handle.storage.set_study_target(handle.record_id, args.n_trials)
     if args.workers:
         handle.config.workers = args.workers
     return _drive(handle, args, seed_baselines=False)
 
 
-def _set_target(handle, n_trials: int) -> None:
-    from mixnas.orchestrator.models import StudyRecord
+def _quiet_optuna() -> None:
+    """Optuna logs every trial at INFO; the live display (or the final table) says it better."""
+    import optuna
 
-    with handle.sessions() as session, session.begin():
-        record = session.get(StudyRecord, handle.record_id)
-        record.target_trials = n_trials
-        record.config = {**record.config, "n_trials": n_trials}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def _drive(handle, args, *, seed_baselines: bool) -> int:
@@ -104,7 +114,7 @@ def _drive(handle, args, *, seed_baselines: bool) -> int:
     with progress if progress else nullcontext():
         counts = driver.run(seed_baselines=seed_baselines)
     front = pareto_front(handle)
-    objectives = [o.to_dict() for o in handle.config.objectives]
+    objectives = handle.objectives()
     console.print(pareto_table(front, objectives))
     console.print(
         f"{counts.done}/{handle.config.n_trials} trials done: {counts.complete} complete, "
@@ -171,7 +181,7 @@ def cmd_study_pareto(args) -> int:
             indent=2,
         ))
         return 0
-    Console().print(pareto_table(front, [o.to_dict() for o in handle.config.objectives]))
+    Console().print(pareto_table(front, handle.objectives()))
     return 0
 
 
@@ -179,6 +189,7 @@ def cmd_study_promote(args) -> int:
     from mixnas.orchestrator.progress import LiveProgress
     from mixnas.orchestrator.promote import promote, promoted_name
 
+    _quiet_optuna()
     console = Console()
     progress = None if args.quiet else LiveProgress(console, promoted_name(args.name, args.scale))
     with progress if progress else nullcontext():
@@ -262,7 +273,7 @@ def cmd_export(args) -> int:
 
 def cmd_dashboard(args) -> int:
     from mixnas.dashboard.app import serve
-    from mixnas.orchestrator.storage import check_url
+    from mixnas.storage import check_url
 
     check_url(args.storage)
     serve(args.storage, host=args.host, port=args.port)
@@ -276,9 +287,86 @@ def cmd_bench_kernels(args) -> int:
     return bench_main(argv)
 
 
+# --------------------------------------------------------------------------- data
+def cmd_data_prepare(args) -> int:
+    from pathlib import Path
+
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                               TimeRemainingColumn, TransferSpeedColumn)
+
+    from mixnas.data import PrepareOptions, prepare
+    from mixnas.data.prepare import check
+
+    options = PrepareOptions(
+        sources=args.sources, out=Path(args.output), tokenizer=args.tokenizer,
+        val_frac=args.val_frac, max_bytes=args.max_bytes, force=args.force,
+        include=tuple(args.include) if args.include else PrepareOptions.include,
+        exclude=tuple(args.exclude or ()),
+    )
+    check(options)  # every input problem is one line before the progress display starts
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=args.quiet) as progress:
+        meta = prepare(options, progress)
+    print(_corpus_summary(args.output, meta))
+    return 0
+
+
+def cmd_data_info(args) -> int:
+    from mixnas.data import PreparedCorpus
+
+    corpus = PreparedCorpus.open(args.dir)
+    if args.json:
+        print(json.dumps({k: v for k, v in corpus.meta.items() if k != "sources"}, indent=2))
+        return 0
+    print(_corpus_summary(args.dir, corpus.meta))
+    return 0
+
+
+def _corpus_summary(path, meta) -> str:
+    tok = meta["tokenizer"]
+    name = "byte" if tok["kind"] == "byte" else f"bpe:{tok['vocab_size']}"
+    train, val = meta["train"], meta["val"]
+    per = (train["bytes"] + val["bytes"]) / max(1, train["tokens"] + val["tokens"])
+    return (f"{path}: {train['tokens']:,} train + {val['tokens']:,} val tokens ({name}, "
+            f"{meta['dtype']}, {per:.2f} bytes/token) from {len(meta['sources'])} file(s); "
+            f"split: {meta['split']['rule']}")
+
+
+def _data_commands(commands) -> None:
+    data = commands.add_parser("data", help="prepare text corpora for language modelling")
+    data_cmds = data.add_subparsers(title="data commands", metavar="ACTION")
+    prep = data_cmds.add_parser(
+        "prepare", help="tokenise local text into DIR/train.bin, val.bin and meta.json")
+    prep.add_argument("sources", nargs="+", metavar="SRC",
+                      help="files, directories (searched recursively) or globs: plain text, "
+                      ".jsonl with a 'text' field, parquet with a 'text' column (needs pyarrow)")
+    prep.add_argument("-o", "--output", required=True, metavar="DIR")
+    prep.add_argument("--tokenizer", default="byte",
+                      help="byte (default), bpe:VOCAB (train a byte-level BPE on the corpus) or "
+                      "PATH/tokenizer.json")
+    prep.add_argument("--val-frac", type=float, default=0.05,
+                      help="share of documents held out for validation (default 0.05)")
+    prep.add_argument("--max-bytes", type=_positive_int, help="read at most this much text")
+    prep.add_argument("--include", action="append", metavar="GLOB",
+                      help="file patterns searched in directories (repeatable; default: *.txt "
+                      "*.md *.rst *.py *.text *.markdown *.jsonl *.parquet)")
+    prep.add_argument("--exclude", action="append", metavar="GLOB",
+                      help="skip files and directories with a matching name inside directories "
+                      "(repeatable), e.g. --exclude site-packages")
+    prep.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    prep.add_argument("--quiet", action="store_true", help="no progress bar")
+    prep.set_defaults(handler=cmd_data_prepare)
+    info = data_cmds.add_parser("info", help="what a prepared corpus holds")
+    info.add_argument("dir")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(handler=cmd_data_info)
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mixnas", description="Neural architecture search over sequence-model mixers."
     )
     parser.add_argument("--version", action="version", version=_version())
@@ -369,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--host", default="127.0.0.1")
     dashboard.add_argument("--port", type=int, default=8080)
     dashboard.set_defaults(handler=cmd_dashboard)
+
+    _data_commands(commands)
 
     bench = commands.add_parser("bench", help="benchmarks")
     bench_cmds = bench.add_subparsers(title="benchmarks", metavar="WHAT")

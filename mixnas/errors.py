@@ -1,5 +1,10 @@
 """Errors a user can cause. The CLI prints them as one line and exits with code 2."""
 
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
 
 class MixnasError(Exception):
     """Base of every error that is the user's input rather than a bug."""
@@ -19,3 +24,20 @@ class StudyNotFound(MixnasError, LookupError):
 
 class StudyExists(MixnasError):
     pass
+
+
+class DataError(MixnasError, ValueError):
+    """A corpus input is wrong (a missing file, an empty corpus, a jsonl line without `text`, a
+    tokenizer that does not parse or does not match); the message names the file, line or option."""
+
+
+def did_you_mean(name: object, known: Iterable[object]) -> str:
+    """` (did you mean 'x'?)` naming the closest of `known` to `name`, or '' when none is close."""
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def first_line(error: BaseException) -> str:
+    """An exception as one line: its message's first line, or its type's name when it has none."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

@@ -1,35 +1,101 @@
-"""Pareto fronts and hypervolume over objective vectors (dashboard, export and benchmarks).
+"""Pareto fronts and hypervolume: the one home of "which designs are best" in a study.
 
-Every function takes the objective vectors with their directions and works in "loss" space
-(maximised objectives negated). Ties follow Optuna's `study.best_trials`: identical vectors that no
-other vector dominates are all on the front.
+The CLI, the driver (weights it keeps, the live front count), the dashboard, export, promote and
+the benchmarks all ask this module, so they all agree. The functions work in "loss" space
+(maximised objectives negated, `to_loss`).
+
+The rule for repeated designs: **a front has one point per distinct design.** A study may hold
+several trials of one architecture (a design drawn again reuses the first trial's result, or is
+trained again when `reuse_results` is off); they stand for one design, represented by its
+earliest trial (`distinct`). Among distinct designs a point is on the front when no other point
+dominates it; different designs with identical values are all on the front, as in Optuna's
+`study.best_trials`.
+
+This module imports nothing of mixnas (numpy only), so every layer may use it.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 
+@dataclass(frozen=True)
+class Point:
+    """One trial's objective values, and the design (architecture hash) it measured."""
+
+    number: int  # the trial number
+    values: tuple[float, ...]
+    design: str | None = None  # None: the trial is a design of its own
+
+    @property
+    def key(self) -> Hashable:
+        """What identifies the design: its hash, or the trial when it has none."""
+        return self.design if self.design is not None else ("trial", self.number)
+
+
 def to_loss(values: Sequence[float], directions: Sequence[str]) -> tuple[float, ...]:
+    """Objective values in loss space: maximised ones negated, so that lower is better."""
     return tuple(-v if d == "maximize" else v for v, d in zip(values, directions))
+
+
+def is_value(value: Any) -> bool:
+    """An objective value: a real number, not a bool and not NaN (infinities are ranked)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def scored(rows: Iterable[tuple[int, str | None, Mapping[str, Any] | None]],
+           names: Sequence[str]) -> list[Point]:
+    """Points of the `(number, design, {objective: value})` rows that give every objective in
+    `names` a value (`is_value`); the values are in the order of `names`."""
+    return [
+        Point(number, tuple(float(values[n]) for n in names), design)
+        for number, design, values in rows
+        if values and all(is_value(values.get(n)) for n in names)
+    ]
+
+
+def distinct(points: Iterable[Point]) -> list[Point]:
+    """The earliest point (lowest trial number) of each design, by trial number."""
+    first: dict[Hashable, Point] = {}
+    for point in sorted(points, key=lambda p: p.number):
+        first.setdefault(point.key, point)
+    return list(first.values())
+
+
+def front(points: Iterable[Point], directions: Sequence[str]) -> list[Point]:
+    """The Pareto front under the rule for repeated designs (see the module docstring).
+
+    Args:
+        points: Complete trials' points (`scored`), repeats of one design included.
+        directions: "minimize" or "maximize", one per value.
+
+    Returns:
+        The front's points, by trial number.
+    """
+    designs = distinct(points)
+    losses = [to_loss(p.values, directions) for p in designs]
+    members = front_2d(losses) if len(directions) == 2 else front_nd(losses)
+    return sorted((designs[i] for i in members), key=lambda p: p.number)
 
 
 def front_2d(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of the non-dominated loss points, ordered by the first objective: sort and sweep."""
     order = sorted(range(len(points)), key=lambda i: points[i])
-    front: list[int] = []
+    members: list[int] = []
     best: tuple[float, float] | None = None  # the point that last lowered the second objective
     for i in order:
         x, y = points[i]
         if best is None or y < best[1]:
             best = (x, y)
-            front.append(i)
+            members.append(i)
         elif (x, y) == best:  # a duplicate of a front point is on the front too
-            front.append(i)
-    return front
+            members.append(i)
+    return members
 
 
 def front_nd(points: Sequence[tuple[float, ...]]) -> list[int]:
@@ -42,13 +108,51 @@ def front_nd(points: Sequence[tuple[float, ...]]) -> list[int]:
         return []
     values = np.asarray(points, dtype=float)
     remaining = np.lexsort(values.T[::-1])  # lexicographic order of the rows
-    front = []
+    members = []
     while remaining.size:
         best, rest = values[remaining[0]], values[remaining[1:]]
-        front.append(int(remaining[0]))
+        members.append(int(remaining[0]))
         dominated = np.all(best <= rest, axis=1) & np.any(best < rest, axis=1)
         remaining = remaining[1:][~dominated]
-    return sorted(front)
+    return sorted(members)
+
+
+def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -> float:
+    """Volume that loss `points` dominate, bounded by `reference` (points beyond it add nothing).
+
+    Exact: a sweep in 2-D, slicing along the last objective above that (fine for the fronts of a
+    few hundred points that studies and benchmarks produce).
+
+    Raises:
+        ValueError: A point has another number of objectives than `reference`.
+    """
+    ref = tuple(float(r) for r in reference)
+    pts = [tuple(float(x) for x in p) for p in points]
+    if any(len(p) != len(ref) for p in pts):
+        raise ValueError(f"every point needs {len(ref)} objectives")
+    return _volume([p for p in pts if all(x < r for x, r in zip(p, ref))], ref)
+
+
+def _volume(pts: list[tuple[float, ...]], ref: tuple[float, ...]) -> float:
+    if not pts:
+        return 0.0
+    if len(ref) == 1:
+        return ref[0] - min(p[0] for p in pts)
+    if len(ref) == 2:
+        area, best_y = 0.0, ref[1]
+        pts = sorted(pts)
+        for i, (x, y) in enumerate(pts):
+            best_y = min(best_y, y)
+            next_x = pts[i + 1][0] if i + 1 < len(pts) else ref[0]
+            area += (next_x - x) * (ref[1] - best_y)
+        return area
+    pts = sorted(pts, key=lambda p: p[-1])
+    volume = 0.0
+    for i, p in enumerate(pts):
+        upper = pts[i + 1][-1] if i + 1 < len(pts) else ref[-1]
+        if upper > p[-1]:
+            volume += (upper - p[-1]) * _volume([q[:-1] for q in pts[: i + 1]], ref[:-1])
+    return volume
 
 
 def reference_point(
@@ -72,7 +176,7 @@ def hypervolume_history(
 
     The running front is kept sorted by the first objective (so the second strictly decreases);
     a new point is dominated only by its left neighbour or by a point with the same first value,
-    and the points it dominates are contiguous to its right.
+    and the points it dominates are contiguous to its right. Repeats of a design change nothing.
     """
     xs: list[float] = []
     ys: list[float] = []
@@ -89,44 +193,9 @@ def hypervolume_history(
                 del xs[i:j], ys[i:j]
                 xs.insert(i, x)
                 ys.insert(i, y)
-                volume = _area(xs, ys, ref)
+                volume = hypervolume(list(zip(xs, ys)), ref)
         history.append(volume)
     return history
-
-
-def _area(xs: list[float], ys: list[float], ref: tuple[float, float]) -> float:
-    right = xs[1:] + [ref[0]]
-    return sum((r - x) * (ref[1] - y) for x, y, r in zip(xs, ys, right))
-
-
-def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -> float:
-    """Volume dominated by loss `points` and bounded by `reference`, in any dimension.
-
-    Exact: a sweep in 2-D, slicing along the last objective above that (fine for the fronts of a
-    few hundred points that studies and benchmarks produce). Points not strictly better than the
-    reference in every objective add nothing."""
-    ref = tuple(float(r) for r in reference)
-    pts = [tuple(float(x) for x in p) for p in points]
-    if any(len(p) != len(ref) for p in pts):
-        raise ValueError(f"every point needs {len(ref)} objectives")
-    return _volume([p for p in pts if all(x < r for x, r in zip(p, ref))], ref)
-
-
-def _volume(pts: list[tuple[float, ...]], ref: tuple[float, ...]) -> float:
-    if not pts:
-        return 0.0
-    if len(ref) == 1:
-        return ref[0] - min(p[0] for p in pts)
-    if len(ref) == 2:
-        pts = sorted(pts)
-        return _area([p[0] for p in pts], list(np.minimum.accumulate([p[1] for p in pts])), ref)
-    pts = sorted(pts, key=lambda p: p[-1])
-    volume = 0.0
-    for i, p in enumerate(pts):
-        upper = pts[i + 1][-1] if i + 1 < len(pts) else ref[-1]
-        if upper > p[-1]:
-            volume += (upper - p[-1]) * _volume([q[:-1] for q in pts[: i + 1]], ref[:-1])
-    return volume
 
 
 def hypervolume_improvement(points: np.ndarray, front: np.ndarray,

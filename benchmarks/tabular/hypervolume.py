@@ -1,9 +1,10 @@
-"""The normalisation that makes benchmark studies comparable (hypervolume: mixnas.pareto).
+"""The normalisation that makes hypervolumes of studies on one table comparable.
 
-Hypervolume (the volume that a set of points dominates, up to a reference point) is the standard
-single number for how good a multi-objective front is. Objectives are first mapped to [0, 1] for
-minimisation, 0 being the best value in the table and 1 the worst, with the reference point at 1:
-the hypervolume of the table's full front is then the most any study on that table can reach.
+Hypervolume (the volume that a set of points dominates, up to a reference point; computed by
+`mixnas.pareto.hypervolume`) is the standard single number for how good a multi-objective front
+is. Objectives are first mapped to [0, 1] for minimisation, 0 being the best value in the table
+and 1 the worst, with the reference point at 1: the hypervolume of the table's full front is then
+the most any study on that table can reach.
 """
 
 from __future__ import annotations

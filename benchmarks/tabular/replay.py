@@ -16,12 +16,13 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from benchmarks.tabular.hypervolume import Normaliser, hypervolume
+from benchmarks.tabular.hypervolume import Normaliser
 from benchmarks.tabular.table import Table
 from mixnas.orchestrator.config import Objective, StudyConfig
 from mixnas.orchestrator.study import make_sampler
 from mixnas.orchestrator.surrogate import SCREEN_ATTR
 from mixnas.orchestrator.warm_start import WarmSource
+from mixnas.pareto import front_nd, hypervolume
 from mixnas.search_space.architecture import Architecture
 from mixnas.search_space.grammar import Grammar
 from mixnas.search_space.sampling import OptunaDecider
@@ -46,23 +47,14 @@ class Replay:
         curve, front = [], []
         for values in self.values:
             if values is not None:
-                front = _non_dominated(front + [normaliser(values)])
+                points = front + [normaliser(values)]
+                front = [points[i] for i in front_nd(points)]
             curve.append(hypervolume(front, normaliser.reference))
         return curve
 
     @property
     def distinct(self) -> int:
         return len(set(self.hashes))
-
-
-def _non_dominated(points: list[tuple[float, ...]]) -> list[tuple[float, ...]]:
-    """The points no other point weakly dominates (minimisation); keeps curves cheap."""
-    out = []
-    for p in points:
-        dominated = any(q != p and all(a <= b for a, b in zip(q, p)) for q in points)
-        if not dominated and p not in out:
-            out.append(p)
-    return out
 
 
 class TabularObjective:

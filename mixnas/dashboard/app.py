@@ -32,14 +32,9 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from mixnas.dashboard.store import STATES, NotFound, Store, finite
-from mixnas.pareto import (
-    front_2d,
-    front_nd,
-    hypervolume_history,
-    reference_point,
-    to_loss,
-)
+from mixnas.dashboard.store import NotFound, Store, finite
+from mixnas.pareto import hypervolume_history, reference_point, to_loss
+from mixnas.storage import TRIAL_STATES
 
 STATIC = Path(__file__).parent / "static"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
@@ -144,8 +139,8 @@ def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Star
         study = study_of(request)
         states = [s for s in params.get("state", "").split(",") if s]
         for state in states:
-            if state not in STATES:
-                raise BadRequest(f"unknown state {state!r}; states are: {', '.join(STATES)}")
+            if state not in TRIAL_STATES:
+                raise BadRequest(f"unknown state {state!r}; states are: {', '.join(TRIAL_STATES)}")
         since = None
         if "since" in params:
             try:
@@ -161,16 +156,12 @@ def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Star
     def api_pareto(request: Request):
         study = study_of(request)
         objectives = axes(study, query(request, "x", "y"), [o["name"] for o in study["objectives"]])
-        names = [o["name"] for o in objectives]
-        directions = [o["direction"] for o in objectives]
-        points = store.complete_values(study["id"], names)
-        losses = [to_loss(values, directions) for _, values in points]
-        front = front_2d(losses) if len(names) == 2 else front_nd(losses)
+        front = store.front(study["id"], objectives)
         return JSONResponse(
             {
                 "objectives": objectives,
-                "trials": [points[i][0] for i in front],
-                "values": [[finite(v) for v in points[i][1]] for i in front],
+                "trials": [p.number for p in front],
+                "values": [[finite(v) for v in p.values] for p in front],
             }
         )
 
@@ -183,9 +174,9 @@ def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Star
         names = [o["name"] for o in objectives]
         directions = [o["direction"] for o in objectives]
         points = [
-            (number, to_loss(values, directions))
-            for number, values in store.complete_values(study["id"], names)
-            if all(math.isfinite(v) for v in values)
+            (p.number, to_loss(p.values, directions))
+            for p in store.points(study["id"], names)
+            if all(math.isfinite(v) for v in p.values)
         ]
         ref = reference_point([p for _, p in points]) if points else None
         return JSONResponse(
@@ -200,11 +191,12 @@ def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Star
     def api_trial(request: Request):
         query(request)
         trial = trial_of(request)
-        names = [o["name"] for o in trial["objectives"]]
-        directions = [o["direction"] for o in trial["objectives"]]
-        points = store.complete_values(trial["study_id"], names)
-        front = front_nd([to_loss(values, directions) for _, values in points])
-        trial["on_front"] = any(points[i][0] == trial["number"] for i in front)
+        front = store.front(trial["study_id"], trial["objectives"])
+        # one point per design: a trial that reused a front design's result is on the front too
+        trial["on_front"] = trial["state"] == "complete" and any(
+            p.number == trial["number"] or (p.design and p.design == trial["arch_hash"])
+            for p in front
+        )
         del trial["arch_json"]  # the page uses the parsed `arch`
         return JSONResponse(trial)
 

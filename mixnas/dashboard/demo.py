@@ -17,11 +17,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
-from sqlalchemy import create_engine, insert
-from sqlalchemy.orm import Session
 
-from mixnas.orchestrator.models import Base, CurvePoint, StudyRecord, TrialRecord
 from mixnas.search_space.architecture import Architecture, Layer, Mixer
+from mixnas.storage import RDBStorage, optuna_storage
 
 OBJECTIVES = [
     {"name": "loss", "direction": "minimize"},
@@ -135,11 +133,7 @@ def build_demo_db(
     url = str(storage) if "://" in str(storage) else f"sqlite:///{Path(storage).resolve()}"
     rng = random.Random(seed)
     rungs = [300, 1000]
-    engine = create_engine(url)
-    if engine.dialect.name == "sqlite":  # as the orchestrator's storage: readers never wait
-        with engine.begin() as conn:
-            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-    Base.metadata.create_all(engine)
+    storage = RDBStorage(url)  # as the orchestrator's: WAL, so readers never wait
     trials, curves = [], []
     for number in range(n_trials):
         base = baselines()
@@ -194,29 +188,18 @@ def build_demo_db(
         trials.append(trial)
         curves.append(_curve(values["loss"], steps, rungs, rng))
 
-    with Session(engine) as session:
-        study = StudyRecord(
-            name=study_name,
-            config={
-                "task": {"name": "mqar", "vocab_size": VOCAB_SIZE, "seq_len": 256},
-                "budget": {"trials": n_trials, "max_params": 1_000_000},
-            },
-            objectives=OBJECTIVES,
-            target_trials=n_trials + 100,
-            state="running" if running else "finished",
-        )
-        session.add(study)
-        session.flush()
-        ids = session.scalars(
-            insert(TrialRecord).returning(TrialRecord.id),
-            [dict(t, study_id=study.id) for t in trials],
-        ).all()
-        session.execute(
-            insert(CurvePoint),
-            [dict(p, trial_id=i) for i, points in zip(ids, curves) for p in points],
-        )
-        session.commit()
-    engine.dispose()
+    study_id = storage.create_study(
+        study_name,
+        {
+            "task": {"name": "mqar", "vocab_size": VOCAB_SIZE, "seq_len": 256},
+            "budget": {"trials": n_trials, "max_params": 1_000_000},
+        },
+        objectives=OBJECTIVES,
+        target_trials=n_trials + 100,
+    )
+    storage.add_trials(study_id, trials, curves)
+    storage.set_study_state(study_id, "running" if running else "finished")
+    storage.close()
     if with_optuna:
         _write_optuna_study(url, study_name, trials)
     return url
@@ -224,7 +207,7 @@ def build_demo_db(
 
 def _write_optuna_study(url: str, study_name: str, trials: list[dict]) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(url)
+    storage = optuna_storage(url)
     study = optuna.create_study(
         storage=storage, study_name=study_name, directions=[o["direction"] for o in OBJECTIVES]
     )

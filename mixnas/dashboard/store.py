@@ -1,30 +1,25 @@
-"""Read-only access to the study database: SELECT statements over the mixnas tables, shaped into
-the plain (JSON-ready) data the dashboard serves.
+"""Read-only access to the study database (mixnas.storage opened read-only), shaped into the
+plain (JSON-ready) data the dashboard serves.
 
 SQLite files are opened with `mode=ro`, and a PostgreSQL session is made read-only, so a bug here
-cannot damage a running study. Heavy per-row work (parsing architectures) is cached by content.
+cannot damage a running study. Heavy per-row work (parsing architectures) is cached by content,
+and a study's rows are read again only when its trials changed.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import create_engine, func, inspect, select
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import Session
-from sqlalchemy.pool import QueuePool
+from mixnas import pareto
+from mixnas.errors import StudyNotFound
+from mixnas.storage import TRIAL_STATES, RDBStorage, StudyRecord
 
-from mixnas.orchestrator.models import CurvePoint, StudyRecord, TrialRecord, TrialWeights
-
-STATES = ("running", "complete", "failed", "pruned", "infeasible")
 # A trial written in a transaction that commits after a poll can carry an earlier timestamp than
 # that poll's cursor; answering `since` with this much overlap keeps such trials from being missed.
 CURSOR_OVERLAP = timedelta(seconds=10)
@@ -32,26 +27,6 @@ CURSOR_OVERLAP = timedelta(seconds=10)
 
 class NotFound(LookupError):
     """An unknown study or trial (the app answers 404)."""
-
-
-def read_only_engine(storage_url: str) -> Engine:
-    url = make_url(storage_url)
-    if url.get_backend_name() == "sqlite":
-        if not url.database or url.database == ":memory:":
-            raise ValueError(f"{storage_url}: the dashboard needs a SQLite file, not memory")
-        path = Path(url.database).resolve()
-        if not path.is_file():
-            raise ValueError(f"{storage_url}: no database file at {path}")
-        uri = f"{path.as_uri()}?mode=ro"
-        return create_engine(
-            "sqlite://",
-            # the timeout waits out a writer's lock on rollback-journal (non-WAL) databases
-            creator=lambda: sqlite3.connect(uri, uri=True, timeout=10, check_same_thread=False),
-            poolclass=QueuePool,
-        )
-    if url.get_backend_name() == "postgresql":
-        return create_engine(url, execution_options={"postgresql_readonly": True})
-    return create_engine(url)
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -86,6 +61,7 @@ class Row(NamedTuple):
     state: str
     baseline: str | None
     mix: str
+    arch_hash: str | None
     started_at: datetime
     finished_at: datetime | None
     values: dict
@@ -107,74 +83,50 @@ class Snapshot:
 
 
 class Store:
+    """The dashboard's view of one database, read-only."""
+
     def __init__(self, storage_url: str):
-        self.engine = read_only_engine(storage_url)
-        if not inspect(self.engine).has_table(StudyRecord.__tablename__):
-            raise ValueError(
-                f"{storage_url}: no {StudyRecord.__tablename__} table; is it a mixnas database?"
-            )
+        self.storage = RDBStorage(storage_url, "read_only")
         self._snapshots: dict[int, Snapshot] = {}
 
     def snapshot(self, study_id: int) -> Snapshot:
         """The study's trial rows, reloaded only when a trial was added, changed state or finished
         (one cheap grouped query decides), so the page's several API calls read the table once."""
-        with Session(self.engine) as conn:
-            fingerprint = tuple(
-                tuple(group)
-                for group in conn.execute(
-                    select(
-                        TrialRecord.state,
-                        func.count(),
-                        func.max(TrialRecord.id),
-                        func.max(TrialRecord.started_at),
-                        func.max(TrialRecord.finished_at),
-                    )
-                    .where(TrialRecord.study_id == study_id)
-                    .group_by(TrialRecord.state)
-                    .order_by(TrialRecord.state)
-                )
-            )
-            cached = self._snapshots.get(study_id)
-            if cached is not None and cached.fingerprint == fingerprint:
-                return cached
-            rows = conn.execute(
-                select(
-                    TrialRecord.number,
-                    TrialRecord.state,
-                    TrialRecord.baseline,
-                    TrialRecord.arch_json,
-                    TrialRecord.started_at,
-                    TrialRecord.finished_at,
-                    TrialRecord.values,
-                )
-                .where(TrialRecord.study_id == study_id)
-                .order_by(TrialRecord.number)
-            ).all()
-        snapshot = Snapshot(
-            fingerprint,
-            [Row(r[0], r[1], r[2], mix_label(r[3]), r[4], r[5], r[6] or {}) for r in rows],
-        )
+        fingerprint = self.storage.get_trial_fingerprint(study_id)
+        cached = self._snapshots.get(study_id)
+        if cached is not None and cached.fingerprint == fingerprint:
+            return cached
+        rows = [
+            Row(r.number, r.state, r.baseline, mix_label(r.arch_json), r.arch_hash, r.started_at,
+                r.finished_at, r.values)
+            for r in self.storage.get_trial_summaries(study_id)
+        ]
+        snapshot = Snapshot(fingerprint, rows)
         self._snapshots[study_id] = snapshot
         return snapshot
 
     # -- studies -----------------------------------------------------------------------------
 
     def studies(self) -> list[dict]:
-        with Session(self.engine) as conn:
-            studies = conn.scalars(select(StudyRecord).order_by(StudyRecord.id)).all()
-        return [_study_summary(s, self.snapshot(s.id)) for s in studies]
+        return [_study_summary(s, self.snapshot(s.id)) for s in self.storage.get_all_studies()]
 
     def study(self, name: str, summary: bool = True) -> dict:
-        """The study's record; with `summary`, also its trial counts and best values."""
-        with Session(self.engine) as conn:
-            study = conn.scalars(select(StudyRecord).where(StudyRecord.name == name)).first()
-        if study is None:
-            raise NotFound(f"no study named {name!r}")
+        """The study's record; with `summary`, also its trial counts, best values and front."""
+        study = self._record(name)
         if not summary:
             return {"id": study.id, "name": study.name, "objectives": study.objectives}
-        data = _study_summary(study, self.snapshot(study.id))
-        data.update(id=study.id, config=study.config, config_path=study.config_path)
+        snapshot = self.snapshot(study.id)
+        data = _study_summary(study, snapshot)
+        front = self.front(study.id, study.objectives)
+        data.update(id=study.id, config=study.config, config_path=study.config_path,
+                    front=[p.number for p in front])
         return data
+
+    def _record(self, name: str) -> StudyRecord:
+        try:
+            return self.storage.get_study(name)
+        except StudyNotFound:
+            raise NotFound(f"no study named {name!r}") from None
 
     # -- trials ------------------------------------------------------------------------------
 
@@ -214,55 +166,40 @@ class Store:
             "cursor": iso(snapshot.cursor or since),
         }
 
-    def complete_values(self, study_id: int, names: list[str]) -> list[tuple[int, tuple]]:
-        """(number, values) of complete trials that report every named objective, by number."""
-        return [
-            (r.number, tuple(float(r.values[n]) for n in names))
-            for r in self.snapshot(study_id).rows
-            if r.state == "complete" and all(_is_number(r.values.get(n)) for n in names)
-        ]
+    def points(self, study_id: int, names: list[str]) -> list[pareto.Point]:
+        """Complete trials that report every named objective, as Pareto points, by number."""
+        rows = self.snapshot(study_id).rows
+        return pareto.scored(
+            ((r.number, r.arch_hash, r.values) for r in rows if r.state == "complete"), names
+        )
+
+    def front(self, study_id: int, objectives: list[dict]) -> list[pareto.Point]:
+        """The study's Pareto front over `objectives` ({"name", "direction"}), by mixnas.pareto."""
+        points = self.points(study_id, [o["name"] for o in objectives])
+        return pareto.front(points, [o["direction"] for o in objectives])
 
     def exists(self, study_name: str, number: int | None = None) -> bool:
-        query = select(StudyRecord.id).where(StudyRecord.name == study_name)
-        if number is not None:
-            query = (
-                select(TrialRecord.id)
-                .join(StudyRecord)
-                .where(StudyRecord.name == study_name, TrialRecord.number == number)
-            )
-        with Session(self.engine) as conn:
-            return conn.execute(query).first() is not None
+        try:
+            study = self.storage.get_study(study_name)
+        except StudyNotFound:
+            return False
+        return number is None or self.storage.get_trial(study.id, number) is not None
 
     def trial(
         self, study_name: str | None, number: int | None, trial_id: int | None = None
     ) -> dict:
         """One trial with everything the trial page shows; by (study, number) or by our id."""
-        query = select(TrialRecord, StudyRecord).join(StudyRecord)
         if trial_id is not None:
-            query = query.where(TrialRecord.id == trial_id)
-            missing = f"no trial with id {trial_id}"
+            t = self.storage.get_trial_by_id(trial_id)
+            if t is None:
+                raise NotFound(f"no trial with id {trial_id}")
+            study = self.storage.get_study_by_id(t.study_id)
         else:
-            query = query.where(StudyRecord.name == study_name, TrialRecord.number == number)
-            missing = f"study {study_name!r} has no trial number {number}"
-        with Session(self.engine) as conn:
-            row = conn.execute(query).first()
-            if row is None:
-                raise NotFound(missing)
-            t, study = row
-            curve = conn.execute(
-                select(
-                    CurvePoint.step,
-                    CurvePoint.tokens,
-                    CurvePoint.train_loss,
-                    CurvePoint.metrics,
-                    CurvePoint.rung,
-                )
-                .where(CurvePoint.trial_id == t.id)
-                .order_by(CurvePoint.step)
-            ).all()
-            weights_vocab = conn.execute(
-                select(TrialWeights.vocab_size).where(TrialWeights.trial_id == t.id)
-            ).scalar()
+            study = self._record(study_name)
+            t = self.storage.get_trial(study.id, number)
+            if t is None:
+                raise NotFound(f"study {study_name!r} has no trial number {number}")
+        weights_vocab = self.storage.get_weights_vocab_size(t.id)
         return {
             "id": t.id,
             "study": study.name,
@@ -283,6 +220,7 @@ class Store:
             "attempt": t.attempt,
             "retry_of": t.retry_of,
             "duplicate_of": t.duplicate_of,
+            "parent_trial": t.parent_trial,
             "worker": t.worker,
             "compute_seconds": t.compute_seconds,
             "saved_steps": t.saved_steps,
@@ -290,13 +228,13 @@ class Store:
             "finished_at": iso(t.finished_at),
             "has_weights": weights_vocab is not None,
             "vocab_size": weights_vocab or _find_key(study.config, "vocab_size"),
-            "curve": _columns(curve),
+            "curve": _columns(self.storage.get_curve(t.id)),
         }
 
 
 def _study_summary(study: StudyRecord, snapshot: Snapshot) -> dict:
     """A study's state, trial counts by state and best value (with its trial) per objective."""
-    by_state = dict.fromkeys(STATES, 0)
+    by_state = dict.fromkeys(TRIAL_STATES, 0)
     for state, count, *_ in snapshot.fingerprint:
         by_state[state] = count
     best = {}
@@ -306,7 +244,7 @@ def _study_summary(study: StudyRecord, snapshot: Snapshot) -> dict:
             (sign * r.values[name], r.number)
             for r in snapshot.rows
             if r.state == "complete"
-            and _is_number(r.values.get(name))
+            and pareto.is_value(r.values.get(name))
             and math.isfinite(r.values[name])
         ]
         if scored:
@@ -349,11 +287,6 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             flat[f"{prefix}{key}"] = value
     return flat
-
-
-def _is_number(value: Any) -> bool:
-    """An objective value: a real number, not a bool and not NaN (infinities are ranked)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
 def _find_key(tree: Any, key: str) -> Any:

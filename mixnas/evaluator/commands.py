@@ -17,6 +17,7 @@ from mixnas.evaluator.evaluation import EvalResult, evaluate
 from mixnas.evaluator.tasks import get_task
 from mixnas.search_space.architecture import Architecture
 from mixnas.search_space.baselines import BASELINES, get_baseline
+from mixnas.yamlfile import parse_yaml, plain
 
 DEFAULT_STEPS = 500
 BUDGET_KEYS = ("steps", "tokens", "rungs", "eval_every")
@@ -121,14 +122,8 @@ def evaluate_command(
 
 
 def _scalar(key: str, text: str) -> Any:
-    """A YAML value, with numbers like 1e-3 (a string to YAML 1.1) read as floats."""
+    """A YAML value, numbers read as YAML 1.2 reads them (1e-3 is a float)."""
     try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
+        return plain(parse_yaml(text)) if text.strip() else None
+    except ConfigError:
         raise ValueError(f"--set {key}: cannot parse value {text!r}") from None
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value

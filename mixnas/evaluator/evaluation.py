@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from mixnas.errors import first_line
 from mixnas.evaluator.profiler import profile_run, resolve_profile
 from mixnas.evaluator.tasks import get_task
 from mixnas.evaluator.trainer import (
@@ -93,7 +94,7 @@ def evaluate(
         prof = profile_run(widest, prof_cfg)
     except Exception as exc:
         if _is_oom(exc):
-            raise TrialFailed(f"out of memory: {_first_line(exc)}") from None
+            raise TrialFailed(f"out of memory: {first_line(exc)}") from None
         raise
     finally:
         if dev.type == "cuda":
@@ -117,7 +118,7 @@ def _build(arch: Architecture, vocab_size: int, device: torch.device) -> nn.Modu
     except Exception as exc:
         if _is_oom(exc):
             raise
-        raise TrialFailed(f"model build failed: {type(exc).__name__}: {_first_line(exc)}") from None
+        raise TrialFailed(f"model build failed: {type(exc).__name__}: {first_line(exc)}") from None
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -126,8 +127,3 @@ def _is_oom(exc: BaseException) -> bool:
         isinstance(exc, RuntimeError)
         and ("out of memory" in text or "can't allocate memory" in text)
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

@@ -1,7 +1,8 @@
 """What `mixnas export` does: export a study's trial or Pareto front, or an architecture file.
 
-Export reads mixnas's own tables (the architecture JSON, objective values and stored weights) and
-never trains or imports the search driver: everything it needs is in the database.
+Export reads mixnas's own tables through mixnas.storage (the architecture JSON, objective values
+and stored weights) and never trains or imports the search driver: everything it needs is in the
+database. Writing the files works from an Architecture and weights alone (exporter.py).
 """
 
 from __future__ import annotations
@@ -10,17 +11,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 import torch
 import yaml
 
+from mixnas.errors import StudyNotFound
 from mixnas.export.exporter import ExportError, check_target, export_architecture
-from mixnas.orchestrator.models import StudyRecord, TrialRecord, TrialWeights
-from mixnas.orchestrator.storage import connect, exists
-from mixnas.pareto import front_nd, to_loss
 from mixnas.search_space.architecture import Architecture
 from mixnas.search_space.baselines import BASELINES, get_baseline
 from mixnas.search_space.model import build_model
+from mixnas.storage import RDBStorage, StudyRecord, TrialRecord
 
 DEFAULT_VOCAB_SIZE = 256
 
@@ -41,29 +40,24 @@ def export_from_study(
     its vocabulary size is that of the study's stored weights (one task per study)."""
     if (trial is None) == (not pareto):
         raise ExportError("give exactly one of --trial N and --pareto")
-    if not exists(storage_url):
+    if not RDBStorage.exists(storage_url):
         raise ExportError(f"no mixnas database at {storage_url}")
-    with connect(storage_url, create=False)() as session:
-        record = session.scalar(sa.select(StudyRecord).where(StudyRecord.name == study))
-        if record is None:
-            known = session.scalars(sa.select(StudyRecord.name).order_by(StudyRecord.name)).all()
-            listing = f"; studies there: {', '.join(known)}" if known else "; it has no studies"
-            raise ExportError(f"no study named {study!r} in {storage_url}{listing}")
-        if pareto:
-            trials = _pareto_trials(session, record)
-            if not trials:
-                raise ExportError(f"study {study!r} has no complete trials with objective values")
-            targets = [(t, Path(out_dir) / f"trial_{t.number}") for t in trials]
-        else:
-            found = session.scalar(
-                sa.select(TrialRecord).where(
-                    TrialRecord.study_id == record.id, TrialRecord.number == trial
-                )
-            )
-            if found is None:
-                raise ExportError(f"study {study!r} has no trial {trial}")
-            targets = [(found, Path(out_dir))]
-        jobs = [_trial_job(session, record, t, directory) for t, directory in targets]
+    storage = RDBStorage(storage_url, "existing")
+    try:
+        record = storage.get_study(study)
+    except StudyNotFound as err:
+        raise ExportError(str(err)) from None
+    if pareto:
+        trials = storage.get_pareto_trials(record.id, record.objectives)
+        if not trials:
+            raise ExportError(f"study {study!r} has no complete trials with objective values")
+        targets = [(t, Path(out_dir) / f"trial_{t.number}") for t in trials]
+    else:
+        found = storage.get_trial(record.id, trial)
+        if found is None:
+            raise ExportError(f"study {study!r} has no trial {trial}")
+        targets = [(found, Path(out_dir))]
+    jobs = [_trial_job(storage, record, t, directory) for t, directory in targets]
     for _, _, directory, _, _ in jobs:  # refuse before writing anything
         check_target(directory, force)
     written: list[Path] = []
@@ -114,29 +108,10 @@ def load_architecture(arch_path: str | os.PathLike) -> Architecture:
     return arch
 
 
-def _pareto_trials(session: Any, record: StudyRecord) -> list[TrialRecord]:
-    """Complete trials whose objective values no other complete trial dominates (without those
-    that reused an earlier trial's result: that trial is on the front with the same values)."""
-    names = [o["name"] for o in record.objectives]
-    directions = [o["direction"] for o in record.objectives]
-    complete = session.scalars(
-        sa.select(TrialRecord)
-        .where(TrialRecord.study_id == record.id, TrialRecord.state == "complete")
-        .order_by(TrialRecord.number)
-    ).all()
-    scored = [
-        t
-        for t in complete
-        if t.duplicate_of is None and t.values and all(n in t.values for n in names)
-    ]
-    points = [to_loss([float(t.values[n]) for n in names], directions) for t in scored]
-    return [scored[i] for i in front_nd(points)]
-
-
 def _trial_job(
-    session: Any, study: StudyRecord, trial: TrialRecord, out_dir: Path
+    storage: RDBStorage, study: StudyRecord, trial: TrialRecord, out_dir: Path
 ) -> tuple[Architecture, int, Path, bytes | None, dict[str, Any]]:
-    """What exporting one trial needs, read while the session is open."""
+    """What exporting one trial needs: its architecture, vocabulary size and weights."""
     where = f"study {study.name!r} trial {trial.number}"
     if not trial.arch_json:
         raise ExportError(f"{where} has no architecture recorded (state {trial.state})")
@@ -146,22 +121,11 @@ def _trial_job(
         raise ExportError(f"{where}: stored architecture is invalid: {_one_line(err)}") from None
     if arch.name is None and trial.baseline:
         arch.name = trial.baseline
-    weights = session.get(TrialWeights, trial.id)
-    if weights is None and trial.duplicate_of is not None:  # trained once, as that trial
-        weights = session.scalar(
-            sa.select(TrialWeights)
-            .join(TrialRecord, TrialRecord.id == TrialWeights.trial_id)
-            .where(TrialRecord.study_id == study.id, TrialRecord.number == trial.duplicate_of)
-        )
+    weights = storage.get_weights(trial)
     if weights is not None:
         vocab_size = weights.vocab_size
     else:
-        vocab_size = session.scalar(
-            sa.select(TrialWeights.vocab_size)
-            .join(TrialRecord, TrialRecord.id == TrialWeights.trial_id)
-            .where(TrialRecord.study_id == study.id)
-            .limit(1)
-        )
+        vocab_size = storage.get_study_vocab_size(study.id)
         if vocab_size is None:
             raise ExportError(
                 f"{where}: the study stored no weights, so its vocabulary size is unknown; use "

@@ -7,64 +7,15 @@ errors, because a silently ignored key is a silently wrong study.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from mixnas.errors import ConfigError
+from mixnas.errors import ConfigError, did_you_mean
+from mixnas.yamlfile import YamlMap, YamlSeq, plain, read_yaml
 
 SAMPLERS = ("tpe", "nsga2", "random", "surrogate")
 KEEP_WEIGHTS = ("pareto", "all", "none")
-
-
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader whose mappings remember the line of each key (1-based)."""
-
-
-class LineDict(dict):
-    lines: dict[str, int]
-    line: int
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
-    mapping = LineDict()
-    mapping.lines = {}
-    mapping.line = node.start_mark.line + 1
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in mapping:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        mapping[key] = loader.construct_object(value_node, deep=True)
-        mapping.lines[key] = key_node.start_mark.line + 1
-    return mapping
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def load_yaml(path: Path) -> Any:
-    """Parse a YAML file with line-aware mappings; errors become `FILE:LINE: message`."""
-    if not path.exists():
-        raise ConfigError(f"{path}: no such file")
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a directory, expected a YAML file")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-    try:
-        return yaml.load(text, Loader=_LineLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: malformed YAML: {exc.problem or exc.context}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML: {exc}") from None
 
 
 @dataclass
@@ -183,7 +134,7 @@ class _Reader:
         if not isinstance(data, dict):
             self.fail(f"{where} must be a mapping, got {_type_name(data)}", line)
         self.data = data
-        self.lines = getattr(data, "lines", {})
+        self.lines = getattr(data, "key_lines", {})
         self.line = getattr(data, "line", line)
 
     def fail(self, message: str, line: int | None = None):
@@ -195,8 +146,7 @@ class _Reader:
     def check_keys(self, allowed: dict[str, str] | set[str]) -> None:
         for key in self.data:
             if key not in allowed:
-                hint = difflib.get_close_matches(str(key), list(allowed), n=1)
-                suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+                suggestion = did_you_mean(key, allowed)
                 known = ", ".join(sorted(allowed))
                 self.fail(
                     f"unknown key '{key}' in {self.where}{suggestion}; known keys: {known}",
@@ -224,7 +174,8 @@ class _Reader:
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "a mapping", LineDict: "a mapping", list: "a list", str: "a string"}.get(
+    names = {dict: "a mapping", YamlMap: "a mapping", list: "a list", YamlSeq: "a list"}
+    return {**names, str: "a string"}.get(
         type(value), type(value).__name__
     )
 
@@ -232,7 +183,7 @@ def _type_name(value: Any) -> str:
 def load_study_config(path: str | Path, *, validate_names: bool = True) -> StudyConfig:
     """Load and validate a study file. Raises ConfigError('FILE:LINE: message')."""
     path = Path(path)
-    data = load_yaml(path)
+    data = read_yaml(path)
     if data is None:
         raise ConfigError(f"{path}: the file is empty")
     top = _Reader(path, data, "the study file", 1)
@@ -250,6 +201,8 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
     task_reader = _Reader(path, top.get("task", dict), "'task'", top.line_of("task"))
     task = dict(task_reader.data)
     task_reader.get("name", str)
+    if isinstance(task.get("data"), str) and not Path(task["data"]).expanduser().is_absolute():
+        task["data"] = str((path.parent / task["data"]).resolve())  # like search_space
 
     budget = _read_budget(path, top)
     objectives = _read_objectives(path, top)
@@ -290,7 +243,7 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
         top.fail("'warm_start' must be a list of study names", top.line_of("warm_start"))
     if name in warm_start:
         top.fail(f"study '{name}' cannot warm-start from itself", top.line_of("warm_start"))
-    sampler_options = _plain(dict(top.get("sampler_options", dict, {})))
+    sampler_options = plain(dict(top.get("sampler_options", dict, {})))
     if sampler == "surrogate":
         from mixnas.orchestrator.surrogate import SurrogateOptions
 
@@ -302,18 +255,18 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
     config = StudyConfig(
         name=name,
         search_space=str(space_path),
-        task=_plain(task),
+        task=plain(task),
         budget=budget,
         objectives=objectives,
         storage=top.get("storage", str, "sqlite:///mixnas.db"),
-        train=_plain(dict(top.get("train", dict, {}))),
-        profile=_plain(dict(top.get("profile", dict, {}))),
+        train=plain(dict(top.get("train", dict, {}))),
+        profile=plain(dict(top.get("profile", dict, {}))),
         sampler=sampler,
         sampler_options=sampler_options,
         n_trials=top.get("n_trials", int, 32, positive=True),
         workers=top.get("workers", int, 2, positive=True),
         seed=top.get("seed", int, 0),
-        baselines=_plain(baselines),
+        baselines=plain(baselines),
         pruning=pruning,
         max_retries=max_retries,
         keep_weights=keep_weights,
@@ -380,8 +333,7 @@ def _validate_against_components(config: StudyConfig, path: Path, top: _Reader) 
     known |= set(profile_metric_names(config.profile))
     for objective in config.objectives:
         if objective.name not in known:
-            hint = difflib.get_close_matches(objective.name, sorted(known), n=1)
-            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            suggestion = did_you_mean(objective.name, sorted(known))
             top.fail(
                 f"unknown objective metric '{objective.name}'{suggestion}; "
                 f"known: {', '.join(sorted(known))}",
@@ -400,12 +352,3 @@ def _validate_against_components(config: StudyConfig, path: Path, top: _Reader) 
         except (ValueError, KeyError, TypeError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
             top.fail(f"baselines: {message}", top.line_of("baselines"))
-
-
-def _plain(value: Any) -> Any:
-    """LineDicts back to plain dicts (JSON-storable)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value

@@ -3,8 +3,9 @@
 A search on small proxies is only worth its savings if what wins small still wins large. `promote`
 takes the top-K designs of a study's Pareto front by its first quality objective, scales each one
 (S x width, S x depth by repeating the layer pattern, S x training budget), trains them as a new
-study `<name>-x<S>` linked to the parent (`mixnas_studies.parent_study`) through the usual driver,
-and reports the Spearman rank correlation of the quality objective between the two scales.
+study `<name>-x<S>` linked to the parent (its `parent_study`, and each trial's `parent_trial`)
+through the usual driver, and reports the Spearman rank correlation of the quality objective
+between the two scales.
 """
 
 from __future__ import annotations
@@ -12,11 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import sqlalchemy as sa
-
 from mixnas.orchestrator.config import Objective, StudyConfig
-from mixnas.orchestrator.models import StudyRecord, TrialRecord
-from mixnas.orchestrator.study import create_study, load_study, pareto_front
+from mixnas.orchestrator.study import StudyHandle, create_study, load_study, pareto_front
 from mixnas.search_space.architecture import Architecture, Layer
 from mixnas.search_space.constraints import footprint
 
@@ -91,8 +89,8 @@ def top_designs(front: list[dict[str, Any]], objective: Objective, k: int) -> li
     return sorted(usable, key=lambda i: (sign * i["values"][objective.name], i["trial"]))[:k]
 
 
-def _link(parent: str, trial: int) -> str:
-    """The baseline name of a promoted design: which parent trial it came from."""
+def _label(parent: str, trial: int) -> str:
+    """The name a promoted design is shown by (the link itself is its trial's `parent_trial`)."""
     return f"{parent}#{trial}"
 
 
@@ -108,7 +106,7 @@ def promotion_config(parent: StudyConfig, picks: list[dict[str, Any]], scale: fl
     config.baselines = []
     for item in picks:
         arch = scale_architecture(Architecture.from_dict(item["architecture"]), scale)
-        arch.name = _link(parent.name, item["trial"])
+        arch.name = _label(parent.name, item["trial"])
         config.baselines.append(arch.to_dict())
     config.n_trials = len(picks)
     config.sampler, config.sampler_options = "random", {}
@@ -132,46 +130,49 @@ def promote(name: str, storage: str, top_k: int = 3, scale: float = 2.0, *,
         raise ValueError(f"study '{name}' has no completed trial on its Pareto front to promote")
     config = promotion_config(parent.config, picks, scale, workers)
     config.storage = storage
-    handle = create_study(config)
-    with handle.sessions() as session, session.begin():
-        session.get(StudyRecord, handle.record_id).parent_study = name
-    Driver(handle, ray_address=ray_address, progress=progress).run(seed_baselines=True)
+    handle = create_study(config, parent_study=name)
+    _enqueue_designs(handle, picks)
+    Driver(handle, ray_address=ray_address, progress=progress).run(seed_baselines=False)
     return promotion_report(config.name, storage)
+
+
+def _enqueue_designs(handle: StudyHandle, picks: list[dict[str, Any]]) -> None:
+    """Queue the scaled designs (the promoted study's baselines), each linked to its parent
+    trial; a retry keeps the link (`trials.CARRIED_ATTRS`)."""
+    for item, design in zip(picks, handle.config.baselines):
+        attrs = {"baseline": design["name"], "arch_json": Architecture.from_dict(design).to_json(),
+                 "parent_trial": item["trial"]}
+        handle.optuna_study.enqueue_trial({}, user_attrs=attrs)
 
 
 def promotion_report(name: str, storage: str) -> dict[str, Any]:
     """Small- vs large-scale quality of the designs of promoted study `name` (also after resume)."""
     child = load_study(name, storage)
-    with child.sessions() as session:
-        parent_name = session.get(StudyRecord, child.record_id).parent_study
-        if parent_name is None:
-            raise ValueError(f"study '{name}' was not made by promote (it has no parent study)")
-        parent_id = session.scalar(sa.select(StudyRecord.id).where(StudyRecord.name == parent_name))
-        large = session.scalars(
-            sa.select(TrialRecord)
-            .where(TrialRecord.study_id == child.record_id, TrialRecord.baseline.is_not(None))
-            .order_by(TrialRecord.number)
-        ).all()
-        parent_trials = sa.select(TrialRecord).where(TrialRecord.study_id == parent_id)
-        small = {t.number: t for t in session.scalars(parent_trials)}
-        objective = quality_objective(child.config)
-        pairs, missing = [], []
-        for trial in large:
-            origin = int(trial.baseline.rsplit("#", 1)[1])
-            if trial.state != "complete":
-                if not trial.retried:
-                    missing.append({"parent_trial": origin, "trial": trial.number,
-                                    "state": trial.state, "reason": trial.failure_reason})
-                continue
-            source = small[origin]
-            pairs.append({
-                "parent_trial": origin,
-                "trial": trial.number,
-                "arch_hash_small": source.arch_hash,
-                "arch_hash_large": trial.arch_hash,
-                "small": source.values[objective.name],
-                "large": trial.values[objective.name],
-            })
+    parent_name = child.storage.get_study_by_id(child.record_id).parent_study
+    if parent_name is None:
+        raise ValueError(f"study '{name}' was not made by promote (it has no parent study)")
+    parent_id = child.storage.get_study(parent_name).id
+    small = {t.number: t for t in child.storage.get_trials(parent_id)}
+    objective = quality_objective(child.config)
+    pairs, missing = [], []
+    for trial in child.storage.get_trials(child.record_id):
+        origin = trial.parent_trial
+        if origin is None:
+            continue
+        if trial.state != "complete":
+            if not trial.retried:
+                missing.append({"parent_trial": origin, "trial": trial.number,
+                                "state": trial.state, "reason": trial.failure_reason})
+            continue
+        source = small[origin]
+        pairs.append({
+            "parent_trial": origin,
+            "trial": trial.number,
+            "arch_hash_small": source.arch_hash,
+            "arch_hash_large": trial.arch_hash,
+            "small": source.values[objective.name],
+            "large": trial.values[objective.name],
+        })
     rho, p_value = rank_correlation([p["small"] for p in pairs], [p["large"] for p in pairs])
     return {
         "study": name,

@@ -69,13 +69,6 @@ def split_objectives(
     return quality, costs
 
 
-def saved_fraction(pruned_at_step: int | None, budget_steps: int) -> float:
-    """Share of a trial's budget that stopping it at `pruned_at_step` saved."""
-    if pruned_at_step is None or budget_steps <= 0:
-        return 0.0
-    return max(0.0, 1.0 - pruned_at_step / budget_steps)
-
-
 def as_float_dict(values: dict[str, Any] | None) -> dict[str, float]:
     out = {}
     for key, value in (values or {}).items():

@@ -14,104 +14,92 @@ import time
 import traceback
 from typing import Any
 
-import sqlalchemy as sa
-
-from mixnas.orchestrator.models import CurvePoint, TrialRecord
-from mixnas.orchestrator.pruning import (
-    RungEntry,
-    as_float_dict,
-    dominator,
-    split_objectives,
-)
-from mixnas.orchestrator.storage import connect
+from mixnas.orchestrator.pruning import RungEntry, as_float_dict, dominator, split_objectives
+from mixnas.orchestrator.trials import TrialPayload, TrialResult
+from mixnas.storage import RDBStorage
 
 
-def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
-    """Evaluate one architecture; never raises for a trial's own failure (returns the reason)."""
+def run_trial(payload: TrialPayload) -> TrialResult:
+    """Evaluate one architecture; never raises for a trial's own failure (returns the reason).
+
+    Args:
+        payload: The trial (the driver wrote its row, state running).
+
+    Returns:
+        Its result: complete, pruned (at a rung) or failed (with the reason).
+    """
     import torch
 
-    from mixnas.evaluator import TrialFailed, evaluate, get_task, task_metric_names
+    from mixnas.evaluator import TrialFailed
+
+    torch.set_num_threads(payload.threads)
+    started = time.perf_counter()
+    storage = RDBStorage(payload.storage, "existing")
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        return _evaluate(payload, storage, started, worker)
+    except TrialFailed as exc:
+        reason = str(exc)
+    except Exception as exc:  # a crash in model code must fail the trial, not the study
+        reason = f"error: {traceback.format_exception_only(type(exc), exc)[-1].strip()}"
+    return TrialResult.failed(reason, seconds=time.perf_counter() - started, worker=worker)
+
+
+def _evaluate(payload: TrialPayload, storage: RDBStorage, started: float,
+              worker: str) -> TrialResult:
+    from mixnas.evaluator import evaluate, get_task, task_metric_names
     from mixnas.search_space import Architecture
     from mixnas.search_space.model import state_dict_bytes
 
-    torch.set_num_threads(int(payload.get("threads", 1)))
-    started = time.perf_counter()
-    sessions = connect(payload["storage"], create=False)
-    trial_id = payload["trial_id"]
-    worker = f"{socket.gethostname()}:{os.getpid()}"
-    try:
-        arch = Architecture.from_json(payload["arch_json"])
-        task = payload["task"]
-        settings = {k: v for k, v in task.items() if k != "name"}
-        quality_dirs, cost_dirs = split_objectives(
-            payload["objectives"], set(task_metric_names(task["name"], **settings))
+    arch = Architecture.from_json(payload.arch_json)
+    task = payload.task
+    settings = {k: v for k, v in task.items() if k != "name"}
+    quality_dirs, cost_dirs = split_objectives(
+        payload.objectives, set(task_metric_names(task["name"], **settings))
+    )
+    costs = _upfront_costs(arch, get_task(task["name"], **settings).vocab_size, payload)
+    storage.update_trial(payload.trial_id, worker=worker, profile=costs)
+
+    def on_eval(point: dict[str, Any]) -> None:
+        storage.add_curve_point(
+            payload.trial_id, step=int(point.get("step", 0)), tokens=int(point.get("tokens", 0)),
+            train_loss=_finite_or_none(point.get("train_loss")),
+            metrics=as_float_dict(point.get("metrics")), rung=point.get("rung"),
         )
-        costs = _upfront_costs(arch, get_task(task["name"], **settings).vocab_size, payload)
-        with sessions() as session, session.begin():
-            record = session.get(TrialRecord, trial_id)
-            record.worker = worker
-            record.profile = costs
 
-        def on_eval(point: dict[str, Any]) -> None:
-            with sessions() as session, session.begin():
-                session.add(
-                    CurvePoint(
-                        trial_id=trial_id,
-                        step=int(point.get("step", 0)),
-                        tokens=int(point.get("tokens", 0)),
-                        train_loss=_finite_or_none(point.get("train_loss")),
-                        metrics=as_float_dict(point.get("metrics")),
-                        rung=point.get("rung"),
-                    )
-                )
+    def on_rung(rung: int, step: int, metrics: dict[str, Any]) -> bool:
+        pruning = payload.pruning
+        if not pruning.enabled or not quality_dirs:
+            return False
+        others = _rung_entries(storage, payload.study_id, rung, set(quality_dirs))
+        if len(others) < pruning.min_trials:
+            return False
+        me = RungEntry(payload.number, as_float_dict(metrics), as_float_dict(costs))
+        return dominator(me, others, quality_dirs, cost_dirs, pruning.margin) is not None
 
-        pruning = payload.get("pruning") or {}
-
-        def on_rung(rung: int, step: int, metrics: dict[str, Any]) -> bool:
-            if not pruning.get("enabled") or not quality_dirs:
-                return False
-            others = _rung_entries(sessions, payload["study_id"], rung, set(quality_dirs))
-            if len(others) < pruning.get("min_trials", 4):
-                return False
-            me = RungEntry(payload["number"], as_float_dict(metrics), as_float_dict(costs))
-            better = dominator(me, others, quality_dirs, cost_dirs, pruning.get("margin", 0.1))
-            return better is not None
-
-        result = evaluate(
-            arch,
-            task,
-            payload["budget"],
-            payload.get("train") or None,
-            payload.get("profile") or None,
-            seed=int(payload.get("seed", 0)),
-            on_rung=on_rung,
-            on_eval=on_eval,
-            keep_weights=bool(payload.get("keep_weights")),
-        )
-    except TrialFailed as exc:
-        return _failed(str(exc), started, worker)
-    except Exception as exc:  # a crash in model code must fail the trial, not the study
-        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return _failed(f"error: {detail}", started, worker)
-    return {
-        "status": "pruned" if result.pruned_at_step is not None else "complete",
-        "metrics": as_float_dict(result.metrics),
-        "profile": {**costs, **as_float_dict(result.profile)},
-        "pruned_at_step": result.pruned_at_step,
-        "steps": result.steps,
-        "budget_steps": result.budget_steps,
-        "vocab_size": result.vocab_size,
-        "weights": state_dict_bytes(result.state_dict) if result.state_dict else None,
-        "seconds": time.perf_counter() - started,
-        "worker": worker,
-    }
+    result = evaluate(
+        arch, task, payload.budget, payload.train or None, payload.profile or None,
+        seed=payload.seed, on_rung=on_rung, on_eval=on_eval, keep_weights=payload.keep_weights,
+    )
+    return TrialResult(
+        status="pruned" if result.pruned_at_step is not None else "complete",
+        metrics=as_float_dict(result.metrics),
+        profile={**costs, **as_float_dict(result.profile)},
+        pruned_at_step=result.pruned_at_step,
+        steps=result.steps,
+        budget_steps=result.budget_steps,
+        vocab_size=result.vocab_size,
+        weights=state_dict_bytes(result.state_dict) if result.state_dict else None,
+        seconds=time.perf_counter() - started,
+        worker=worker,
+    )
 
 
-def _upfront_costs(arch, vocab_size: int, payload: dict[str, Any]) -> dict[str, float]:
+def _upfront_costs(arch, vocab_size: int, payload: TrialPayload) -> dict[str, float]:
     """Analytic costs known before training, so rung comparisons can use them."""
     from mixnas.search_space import build_model
 
-    context = int((payload.get("profile") or {}).get("context_length", 2048))
+    context = int(payload.profile.get("context_length", 2048))
     model = build_model(arch, vocab_size)
     return {
         "params": float(model.num_params(non_embedding=False)),
@@ -121,28 +109,14 @@ def _upfront_costs(arch, vocab_size: int, payload: dict[str, Any]) -> dict[str, 
     }
 
 
-def _rung_entries(sessions, study_id: int, rung: int, quality: set[str]) -> list[RungEntry]:
+def _rung_entries(storage: RDBStorage, study_id: int, rung: int,
+                  quality: set[str]) -> list[RungEntry]:
     """Every other trial's standing at this rung, with the costs it reported up front."""
-    with sessions() as session:
-        rows = session.execute(
-            sa.select(TrialRecord.number, TrialRecord.profile, CurvePoint.metrics)
-            .join(CurvePoint, CurvePoint.trial_id == TrialRecord.id)
-            .where(TrialRecord.study_id == study_id, CurvePoint.rung == rung)
-        ).all()
     return [
         RungEntry(number, as_float_dict(metrics), as_float_dict(profile))
-        for number, profile, metrics in rows
+        for number, profile, metrics in storage.get_rung_standings(study_id, rung)
         if metrics and quality & set(metrics)
     ]
-
-
-def _failed(reason: str, started: float, worker: str) -> dict[str, Any]:
-    return {
-        "status": "failed",
-        "reason": reason,
-        "seconds": time.perf_counter() - started,
-        "worker": worker,
-    }
 
 
 def _finite_or_none(value: Any) -> float | None:

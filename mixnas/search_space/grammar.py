@@ -1,9 +1,10 @@
 """A search space is a probabilistic context-free grammar over architectures, written in YAML.
 
-`Grammar.load` reads and checks a grammar file (format: docs/grammar.md, parsing:
-grammar_syntax.py). `Grammar.sample` derives an `Architecture`, asking a `Decider` for every
-decision under a stable name (its derivation path), so one grammar drives both random sampling and
-Optuna studies; `check_constraints` says why a derived architecture is infeasible.
+`Grammar.load` reads and checks a grammar file (format: docs/grammar.md; its parts:
+grammar_parts.py, reading: grammar_parser.py, whole-grammar checks: grammar_checker.py).
+`Grammar.sample` derives an `Architecture`, asking a `Decider` for every decision under a stable
+name (its derivation path), so one grammar drives both random sampling and Optuna studies;
+`check_constraints` says why a derived architecture is infeasible.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from rich.tree import Tree
 
 from mixnas.search_space.architecture import Architecture, Layer, Mixer
 from mixnas.search_space.constraints import human
-from mixnas.search_space.grammar_syntax import (
+from mixnas.search_space.grammar_parser import parse
+from mixnas.search_space.grammar_parts import (
     KIND_WORDS,
     SLOT_NAMES,
     Domain,
@@ -32,9 +34,9 @@ from mixnas.search_space.grammar_syntax import (
     RuleProduction,
     Slot,
     Syntax,
-    parse,
 )
 from mixnas.search_space.sampling import Decider, RandomDecider
+from mixnas.yamlfile import read_text
 
 __all__ = ["Grammar", "GrammarError", "ratio_positions", "sample_architectures"]
 
@@ -53,11 +55,8 @@ class Grammar:
 
     @classmethod
     def load(cls, path: str | Path) -> Grammar:
-        try:
-            text = Path(path).read_text()
-        except OSError as err:
-            raise GrammarError(str(path), None, f"cannot read: {err.strerror}") from None
-        return cls.parse(text, str(path))
+        """Read and check a grammar file; raises `GrammarError` (`FILE:LINE: message`)."""
+        return cls.parse(read_text(path, GrammarError), str(path))
 
     @classmethod
     def parse(cls, text: str, file: str = "<string>") -> Grammar:
@@ -94,8 +93,19 @@ class Grammar:
             self.file, None, f"no feasible architecture in {max_tries} draws; last: {reasons[0]}"
         )
 
-    def _claim(self, name: str, signature: tuple, line: int, taken: set[str]) -> None:
-        """Keep decision names unambiguous: one meaning across derivations, once per derivation."""
+    def claim_decision(self, name: str, signature: tuple, line: int, taken: set[str]) -> None:
+        """Keep decision names unambiguous: one meaning across derivations, once per derivation.
+
+        Args:
+            name: The decision's name (its derivation path).
+            signature: What the decision means (its domain, or a rule's labels).
+            line: The grammar line that makes the decision, for messages.
+            taken: The names the current derivation has used so far (`name` is added).
+
+        Raises:
+            GrammarError: The name comes twice in one derivation, or means something else
+                elsewhere in the grammar.
+        """
         if name in taken:
             raise GrammarError(self.file, line, f"decision {name!r} comes twice in one derivation")
         taken.add(name)
@@ -154,7 +164,7 @@ class _Derivation:
 
     def draw(self, domain: Domain, name: str) -> Any:
         if domain.decided:
-            self.grammar._claim(name, domain.signature(), domain.line, self.taken)
+            self.grammar.claim_decision(name, domain.signature(), domain.line, self.taken)
         return domain.draw(self.decider, name)
 
     def depth(self) -> int:
@@ -181,7 +191,7 @@ class _Derivation:
         if len(rule.productions) == 1:
             return self.produce(rule.productions[0], name, nesting)
         labels = tuple(p.label for p in rule.productions)
-        self.grammar._claim(name, ("rule", labels), rule.line, self.taken)
+        self.grammar.claim_decision(name, ("rule", labels), rule.line, self.taken)
         label = self.decider.choose(name, labels, tuple(p.weight for p in rule.productions))
         return self.produce(rule.production(label), _join(name, label), nesting)
 

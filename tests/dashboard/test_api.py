@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 from mixnas.dashboard import app as app_module
 from mixnas.dashboard.app import create_app
 from mixnas.dashboard.demo import OBJECTIVES, VOCAB_SIZE
-from mixnas.dashboard.store import CURSOR_OVERLAP, read_only_engine
-from mixnas.orchestrator.models import TrialRecord, utcnow
+from mixnas.dashboard.store import CURSOR_OVERLAP
 from mixnas.search_space.architecture import Architecture
+from mixnas.storage import TrialRecord, utcnow
+from mixnas.storage.engine import read_only_engine
 
 from .conftest import N_TRIALS, TestClient
 

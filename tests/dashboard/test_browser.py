@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from mixnas.dashboard.app import create_app
 from mixnas.dashboard.demo import build_demo_db
-from mixnas.orchestrator.models import TrialRecord, utcnow
+from mixnas.storage import TrialRecord, utcnow
 
 from .conftest import N_TRIALS
 

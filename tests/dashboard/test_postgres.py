@@ -11,7 +11,7 @@ from sqlalchemy.exc import InternalError
 
 from mixnas.dashboard.app import create_app
 from mixnas.dashboard.demo import build_demo_db
-from mixnas.dashboard.store import read_only_engine
+from mixnas.storage.engine import read_only_engine
 
 from .conftest import TestClient
 

@@ -155,7 +155,7 @@ def test_lm_reads_files_splits_and_shifts(tmp_path):
     (tmp_path / "a.txt").write_bytes(bytes(range(256)) * 4)
     (tmp_path / "b.txt").write_bytes(b"hello world " * 40)
     task = get_task("lm", files=str(tmp_path / "*.txt"), seq_len=32, val_frac=0.25, num_val=4)
-    assert task.vocab_size == 256 and len(task.train_bytes) == 1024 + 480 - 376
+    assert task.vocab_size == 256 and len(task.train_tokens) == 1024 + 480 - 376
     assert torch.equal(task.test.inputs[:, 1:], task.test.targets[:, :-1])
     x, y = task.train_batch(8, torch.Generator().manual_seed(0))
     assert x.shape == (8, 32) and torch.equal(x[:, 1:], y[:, :-1])
@@ -166,8 +166,8 @@ def test_lm_reads_files_splits_and_shifts(tmp_path):
 
 def test_lm_default_corpus_is_the_stdlib():
     task = get_task("lm", max_bytes=50_000, seq_len=64, num_val=8)
-    assert len(task.train_bytes) == 45_000
-    assert b"import" in bytes(task.train_bytes.tolist())
+    assert len(task.train_tokens) == 45_000
+    assert b"import" in task.train_tokens.tobytes()
 
 
 def test_generators_are_deterministic_by_data_seed():
@@ -198,7 +198,7 @@ def test_bad_task_names_and_settings_are_named():
 def test_metric_names_follow_settings():
     assert task_metric_names("mqar") == ["accuracy", "loss"]
     assert "accuracy@256" in task_metric_names("mqar", test_seq_lens=[256])
-    assert task_metric_names("lm") == ["val_loss", "bpb"]
+    assert task_metric_names("lm") == ["val_loss", "bpb", "perplexity"]
     assert "compression.accuracy" in task_metric_names("mad")
 
 

@@ -9,10 +9,9 @@ from safetensors.torch import save
 
 from mixnas.export.commands import export_from_file, export_from_study
 from mixnas.export.exporter import ExportError, ExportExistsError
-from mixnas.orchestrator.models import StudyRecord, TrialRecord, TrialWeights
-from mixnas.orchestrator.storage import connect
 from mixnas.search_space.architecture import Architecture, Layer, Mixer
 from mixnas.search_space.model import build_model
+from mixnas.storage import RDBStorage, StudyRecord, TrialRecord, TrialWeights
 
 from .helpers import import_generated
 
@@ -38,7 +37,7 @@ def storage(tmp_path):
     """A study database with five trials; returns (url, {number: mixnas model})."""
     url = f"sqlite:///{tmp_path}/study.db"
     models = {}
-    with connect(url)() as session:
+    with RDBStorage(url).sessions() as session:
         study = StudyRecord(name="s1", config={}, objectives=OBJECTIVES, target_trials=5)
         session.add(study)
         session.flush()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from mixnas.orchestrator.models import CurvePoint, StudyRecord, TrialRecord
+from mixnas.storage import CurvePoint, StudyRecord, TrialRecord
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,6 @@ import sqlalchemy as sa
 
 from mixnas.errors import StudyExists
 from mixnas.orchestrator.config import Objective, StudyConfig
-from mixnas.orchestrator.models import StudyRecord, TrialRecord
 from mixnas.orchestrator.promote import (
     promote,
     promoted_name,
@@ -22,6 +21,7 @@ from mixnas.orchestrator.promote import (
 from mixnas.orchestrator.study import create_study
 from mixnas.search_space import Architecture, Layer, Mixer
 from mixnas.search_space.constraints import footprint
+from mixnas.storage import StudyRecord, TrialRecord
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -103,7 +103,7 @@ def parent(tmp_path_factory):
         baselines=[],
     )
     handle = create_study(config)
-    with handle.sessions() as session, session.begin():
+    with handle.storage.sessions() as session, session.begin():
         for token, params, channel, accuracy in DESIGNS:
             a = arch(16, (token, params, channel))
             cost = float(footprint(a).non_embedding_params)
@@ -143,7 +143,8 @@ def test_promote_trains_the_top_designs_at_scale(parent):
     for t in trials:
         big = Architecture.from_json(t.arch_json)
         assert big.d_model == 32 and len(big.layers) == 2  # 16 x 2 rounded to 2 heads x 8
-        pair = by_origin[int(t.baseline.split("#")[1])]
+        assert t.baseline == f"small#{t.parent_trial}"  # shown by name, linked by number
+        pair = by_origin[t.parent_trial]
         assert pair["large"] == t.values["accuracy"] and pair["arch_hash_large"] == t.arch_hash
         assert 0.0 <= pair["large"] <= 1.0
 

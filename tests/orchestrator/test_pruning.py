@@ -1,6 +1,6 @@
 """Rung dominance: stop a trial only when another is clearly better AND no more expensive."""
 
-from mixnas.orchestrator.pruning import RungEntry, dominator, saved_fraction, split_objectives
+from mixnas.orchestrator.pruning import RungEntry, dominator, split_objectives
 
 QUALITY = {"accuracy": "maximize"}
 COSTS = {"non_embedding_params": "minimize"}
@@ -43,7 +43,7 @@ def test_a_trial_never_dominates_itself():
     assert dominator(me, [entry(5, 0.99, 1)], QUALITY, COSTS, margin=0.1) is None
 
 
-def test_split_objectives_and_savings():
+def test_split_objectives():
     objectives = [
         {"name": "accuracy", "direction": "maximize"},
         {"name": "state_bytes", "direction": "minimize"},
@@ -51,5 +51,3 @@ def test_split_objectives_and_savings():
     quality, costs = split_objectives(objectives, {"accuracy", "loss"})
     assert quality == {"accuracy": "maximize"}
     assert costs == {"state_bytes": "minimize"}
-    assert saved_fraction(25, 100) == 0.75
-    assert saved_fraction(None, 100) == 0.0

@@ -11,7 +11,7 @@ import optuna
 import pytest
 import sqlalchemy as sa
 
-from mixnas.orchestrator.models import TrialRecord
+from mixnas.storage import TrialRecord
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -72,7 +72,7 @@ def pg_url():
     try:
         yield f"{PG_SERVER}/{name}"
     finally:
-        from mixnas.orchestrator.storage import get_engine
+        from mixnas.storage.engine import get_engine
 
         get_engine.cache_clear()
         admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

@@ -177,7 +177,7 @@ class Reader:
     def _engine(self):
         if self.engine is None:
             if self.url.startswith("sqlite"):
-                from mixnas.dashboard.store import read_only_engine
+                from mixnas.storage.engine import read_only_engine
 
                 if not Path(self.url.removeprefix("sqlite:///")).exists():
                     return None

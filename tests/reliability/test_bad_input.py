@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from mixnas.cli import main
-from mixnas.orchestrator.models import DriverRecord, StudyRecord, TrialRecord
+from mixnas.storage import DriverRecord, StudyRecord, TrialRecord
 
 from .helpers import SPACE, free_port
 

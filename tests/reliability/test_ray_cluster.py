@@ -3,13 +3,11 @@ existing cluster run in test_chaos.py, through `--ray-address auto`, and test_po
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import ray
 
 from mixnas.errors import MixnasError
-from mixnas.orchestrator.driver import Driver, check_ray_address, trial_resources
+from mixnas.orchestrator.cluster import RayRuntime, check_ray_address, trial_resources
 
 
 def test_each_trial_asks_for_a_gpu_when_the_cluster_has_one(monkeypatch):
@@ -19,11 +17,11 @@ def test_each_trial_asks_for_a_gpu_when_the_cluster_has_one(monkeypatch):
     # the driver wires it into the remote function, on a cluster it joined but does not own
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 4.0})
-    driver = Driver(SimpleNamespace(config=SimpleNamespace(workers=2)))
-    driver._start_ray()
-    options = driver._remote._default_options
+    runtime = RayRuntime(None, workers=2)
+    runtime.start()
+    options = runtime.remote._default_options
     assert (options["num_cpus"], options["num_gpus"], options["max_retries"]) == (1, 1, 0)
-    assert not driver._owns_ray
+    assert not runtime.owns_ray
 
 
 @pytest.mark.parametrize("address", ["nonsense", "host:port", "127.0.0.1:"])

@@ -11,11 +11,12 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from mixnas.orchestrator import driver as driver_module
+from mixnas.orchestrator import heartbeat
 from mixnas.orchestrator.config import load_study_config
 from mixnas.orchestrator.driver import Driver, InFlight
-from mixnas.orchestrator.models import DriverRecord, TrialRecord, utcnow
 from mixnas.orchestrator.study import create_study
+from mixnas.orchestrator.trials import TrialResult
+from mixnas.storage import DriverRecord, TrialRecord, utcnow
 
 from .helpers import write_study
 
@@ -28,7 +29,7 @@ def handle(tmp_path):
 
 
 def register(handle, driver_id: str, *, silent_for_s: float) -> None:
-    with handle.sessions() as session, session.begin():
+    with handle.storage.sessions() as session, session.begin():
         session.add(DriverRecord(id=driver_id, study_id=handle.record_id, host="h", pid=1,
                                  heartbeat_at=utcnow() - timedelta(seconds=silent_for_s)))
 
@@ -38,7 +39,7 @@ def start_trial(handle, driver_id: str, attempt: int = 0) -> tuple[int, int]:
     trial = handle.optuna_study.ask()
     x = trial.suggest_int("x", 0, 9)
     trial.set_user_attr("driver_id", driver_id)
-    with handle.sessions() as session, session.begin():
+    with handle.storage.sessions() as session, session.begin():
         record = TrialRecord(study_id=handle.record_id, number=trial.number, state="running",
                              driver_id=driver_id, params={"x": x}, arch_hash="h",
                              attempt=attempt)
@@ -48,7 +49,7 @@ def start_trial(handle, driver_id: str, attempt: int = 0) -> tuple[int, int]:
 
 
 def row(handle, number: int) -> TrialRecord:
-    with handle.sessions() as session:
+    with handle.storage.sessions() as session:
         return session.scalar(sa.select(TrialRecord).where(TrialRecord.number == number))
 
 
@@ -67,10 +68,10 @@ def test_a_result_landing_after_a_takeover_is_dropped(handle):
     assert Driver(handle).recover_stale() == 1
     assert Driver(handle).recover_stale() == 0, "recovered once, re-queued once"
 
-    slow._record_result(
+    slow.record_result(
         InFlight(number, record_id, {"x": row(handle, number).params["x"]}, {}),
-        {"status": "complete", "metrics": {"accuracy": 0.5},
-         "profile": {"non_embedding_params": 10.0}, "seconds": 1.0, "worker": "h:2"},
+        TrialResult("complete", metrics={"accuracy": 0.5},
+                    profile={"non_embedding_params": 10.0}, seconds=1.0, worker="h:2"),
     )
     late = row(handle, number)
     assert (late.state, late.retried) == ("failed", True)
@@ -95,7 +96,7 @@ def test_a_result_written_but_not_told_reaches_optuna(handle):
     register(handle, "dead", silent_for_s=600)
     number, record_id = start_trial(handle, "dead")
     values = {"accuracy": 0.75, "non_embedding_params": 123.0}
-    with handle.sessions() as session, session.begin():  # the driver died right after this
+    with handle.storage.sessions() as session, session.begin():  # the driver died right after this
         session.execute(sa.update(TrialRecord).where(TrialRecord.id == record_id)
                         .values(state="complete", values=values))
     assert Driver(handle).recover_stale() == 0
@@ -108,7 +109,7 @@ def test_a_trial_being_set_up_is_left_alone_until_it_is_old(handle, monkeypatch)
     trial = handle.optuna_study.ask()  # asked by some driver, not yet marked as its own
     Driver(handle).recover_stale()
     assert optuna_trial(handle, trial.number).state == TrialState.RUNNING
-    monkeypatch.setattr(driver_module, "STALE_AFTER_S", 0.0)
+    monkeypatch.setattr(heartbeat, "STALE_AFTER_S", 0.0)
     Driver(handle).recover_stale()
     assert optuna_trial(handle, trial.number).state == TrialState.FAIL
 

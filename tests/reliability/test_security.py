@@ -13,7 +13,7 @@ import yaml
 
 import mixnas
 from mixnas.cli import build_parser
-from mixnas.orchestrator.models import Base
+from mixnas.storage.models import Base
 
 PACKAGE = Path(mixnas.__file__).parent
 UNSAFE_MODULES = {"pickle", "cPickle", "dill", "cloudpickle", "marshal", "shelve", "joblib"}
@@ -42,6 +42,20 @@ def test_yaml_is_only_loaded_with_safe_loaders():
                 assert issubclass(loader_class, yaml.SafeLoader), f"{where}: {loader.id} is unsafe"
                 checked += 1
     assert checked, "the study-file loader was not found: is this test still looking right?"
+
+
+def test_every_yaml_loader_class_is_a_safe_loader():
+    """A loader constructed directly (mixnas.yamlfile's, which remembers lines) must be safe too."""
+    checked = 0
+    for path, tree in _sources():
+        module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                cls = getattr(importlib.import_module(module), node.name, None)
+                if isinstance(cls, type) and issubclass(cls, yaml.reader.Reader):
+                    assert issubclass(cls, yaml.SafeLoader), f"{path}:{node.lineno} is unsafe"
+                    checked += 1
+    assert checked, "the line-aware loader was not found: is this test still looking right?"
 
 
 def test_nothing_is_unpickled():

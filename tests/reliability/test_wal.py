@@ -8,14 +8,13 @@ import sqlite3
 import pytest
 import sqlalchemy as sa
 
-from mixnas.dashboard.store import read_only_engine
-from mixnas.orchestrator.models import StudyRecord
-from mixnas.orchestrator.storage import connect
+from mixnas.storage import RDBStorage, StudyRecord
+from mixnas.storage.engine import read_only_engine
 
 
 def test_reader_reads_while_a_writer_holds_the_lock(tmp_path):
     url = f"sqlite:///{tmp_path}/study.db"
-    sessions = connect(url)
+    sessions = RDBStorage(url).sessions
     with sessions() as session, session.begin():
         session.add(StudyRecord(name="s", config={}, objectives=[], target_trials=1))
     writer = sqlite3.connect(tmp_path / "study.db", timeout=0, isolation_level=None)
@@ -36,7 +35,7 @@ def test_reader_reads_while_a_writer_holds_the_lock(tmp_path):
 
 def test_the_read_only_connection_cannot_write(tmp_path):
     url = f"sqlite:///{tmp_path}/study.db"
-    connect(url)
+    RDBStorage(url)
     reader = read_only_engine(url)
     try:
         with reader.connect() as conn, pytest.raises(sa.exc.OperationalError, match="readonly"):

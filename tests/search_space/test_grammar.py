@@ -169,7 +169,7 @@ BAD = {
         19,
         "max_state_bytes needs context_length",
     ),
-    "invalid YAML": (SMALL.replace("  layer:\n", "  layer: [\n"), 11, "invalid YAML: expected"),
+    "invalid YAML": (SMALL.replace("  layer:\n", "  layer: [\n"), 11, "malformed YAML: expected"),
 }
 
 

@@ -43,6 +43,8 @@
       stat('Trials', s.n_trials.toLocaleString('en-US'), `target ${s.target_trials.toLocaleString('en-US')}`),
       stat('Complete', c.complete.toLocaleString('en-US'), `${c.running} running`),
       stat('Pruned · failed · infeasible', `${c.pruned} · ${c.failed} · ${c.infeasible}`),
+      stat('Pareto front', s.front.length.toLocaleString('en-US'),
+        `designs, all ${s.objectives.length} objectives`),
     ];
     for (const o of s.objectives) {
       const best = s.best[o.name];

@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 from mixnas.evaluator.tasks.base import IGNORE, Split, Task
-from mixnas.evaluator.tasks.lm import ByteLM
+from mixnas.evaluator.tasks.lm import LanguageModel
 from mixnas.evaluator.tasks.mqar import MQAR
 from mixnas.evaluator.tasks.suite import MAD_TASKS, MadSuite
 
@@ -15,7 +15,7 @@ TASKS: dict[str, type[Task]] = {
     **MAD_TASKS,
     MadSuite.name: MadSuite,
     MQAR.name: MQAR,
-    ByteLM.name: ByteLM,
+    LanguageModel.name: LanguageModel,
 }
 
 

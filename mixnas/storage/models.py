@@ -2,8 +2,9 @@
 
 Optuna keeps parameters and objective values; these tables keep what its user attributes should not:
 the architecture (canonical JSON and hash), the full metric and profile record, the learning curve,
-the failure reason, the kept weights, and the driver heartbeats that make resume safe.
-Only SQLAlchemy is imported here so that the dashboard can read the database without Ray or torch.
+the failure reason, the kept weights, the driver heartbeats that make resume safe, and the designs
+being trained right now. Only SQLAlchemy is imported here so that the dashboard can read the
+database without Ray or torch. A change here needs a migration (migrations/versions/).
 """
 
 from __future__ import annotations
@@ -25,8 +26,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# Every state a trial row can be in, in the order tables list them.
+TRIAL_STATES = ("running", "complete", "failed", "pruned", "infeasible")
+# States that count a trial as done (a failure counts unless a retry of it was queued).
+TERMINAL_STATES = ("complete", "pruned", "infeasible")
+
 
 def utcnow() -> datetime:
+    """The current UTC time without a time zone (as the columns store it)."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
@@ -83,6 +90,8 @@ class TrialRecord(Base):
     saved_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)  # pruning savings
     # the trial number whose result this one reused: same architecture, so not trained again
     duplicate_of: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # promote: the trial of the parent study (`study.parent_study`) this design was scaled from
+    parent_trial: Mapped[int | None] = mapped_column(Integer, nullable=True)
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
@@ -134,3 +143,21 @@ class DriverRecord(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     stopped_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class DesignClaim(Base):
+    """A design (architecture hash) that a trial of the study is training right now.
+
+    A driver that claims a design before training it lets other drivers of the same study wait
+    for that result rather than train the design twice; the claim goes when the trial finishes.
+    """
+
+    __tablename__ = "mixnas_design_claims"
+
+    study_id: Mapped[int] = mapped_column(
+        ForeignKey("mixnas_studies.id", ondelete="CASCADE"), primary_key=True
+    )
+    arch_hash: Mapped[str] = mapped_column(String(32), primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("mixnas_trials.id", ondelete="CASCADE"))
+    driver_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

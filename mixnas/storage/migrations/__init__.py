@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -23,8 +24,17 @@ def _config() -> Config:
     return cfg
 
 
+@functools.cache
 def head_revision() -> str:
+    """The newest revision this mixnas knows."""
     return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+@functools.cache
+def known_revisions() -> frozenset[str]:
+    """Every revision this mixnas knows (a database at another one was made by a newer mixnas)."""
+    script = ScriptDirectory.from_config(_config())
+    return frozenset(rev.revision for rev in script.walk_revisions())
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -36,14 +46,13 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine) -> None:
     """Bring mixnas's tables to the head revision; refuse a database made by a newer mixnas."""
-    script = ScriptDirectory.from_config(_config())
     current = current_revision(engine)
-    if current == script.get_current_head():
+    if current == head_revision():
         return
-    if current is not None and current not in {rev.revision for rev in script.walk_revisions()}:
+    if current is not None and current not in known_revisions():
         raise StorageError(
             f"the database's mixnas schema revision '{current}' is newer than this mixnas "
-            f"(head '{script.get_current_head()}'): upgrade mixnas"
+            f"(head '{head_revision()}'): upgrade mixnas"
         )
     cfg = _config()
     try:
@@ -52,7 +61,7 @@ def upgrade(engine: Engine) -> None:
             command.upgrade(cfg, "head")
     except (IntegrityError, OperationalError, ProgrammingError):
         # Another process created the schema at the same moment: fine if it reached head.
-        if current_revision(engine) != script.get_current_head():
+        if current_revision(engine) != head_revision():
             raise
 
 

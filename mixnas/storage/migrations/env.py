@@ -2,8 +2,8 @@
 
 from alembic import context
 
-from mixnas.orchestrator.migrations import VERSION_TABLE
-from mixnas.orchestrator.models import Base
+from mixnas.storage.migrations import VERSION_TABLE
+from mixnas.storage.models import Base
 
 connection = context.config.attributes["connection"]
 context.configure(

@@ -1,0 +1,148 @@
+"""Engines: one per URL, SQLite tuned for a writer and concurrent readers, read-only when asked.
+
+SQLite runs in WAL mode with a busy timeout so the dashboard can read while a study writes;
+PostgreSQL is used as is. Optuna's RDBStorage shares the same URL and database (`optuna_storage`).
+A read-only engine opens SQLite files with `mode=ro` and makes PostgreSQL sessions read-only, so a
+bug in a reader cannot damage a running study.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.pool import QueuePool
+
+from mixnas.errors import StorageError
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY_TIMEOUT_S = 10  # waits out a writer's lock on rollback-journal (non-WAL) databases
+
+
+def check_url(url: str) -> sa.URL:
+    """Parse a storage URL.
+
+    Args:
+        url: An SQLAlchemy URL (`sqlite:///mixnas.db`, `postgresql+psycopg://user@host/db`).
+
+    Returns:
+        The parsed URL.
+
+    Raises:
+        StorageError: One line naming the URL: malformed, another backend, or a SQLite file in a
+            directory that does not exist.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError(f"bad storage URL '{url}': expected e.g. sqlite:///mixnas.db or "
+                           "postgresql+psycopg://user@host/db") from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StorageError(f"storage URL '{url}': only sqlite and postgresql are supported")
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        parent = Path(parsed.database).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise StorageError(f"storage URL '{url}': directory {parent} does not exist")
+    return parsed
+
+
+@functools.lru_cache(maxsize=16)
+def get_engine(url: str) -> Engine:
+    """The shared read-write engine of `url` (one per process and URL)."""
+    parsed = check_url(url)
+    kwargs: dict = {"future": True}
+    if parsed.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = sa.create_engine(parsed, **kwargs)
+    except (NoSuchModuleError, ModuleNotFoundError) as exc:
+        hint = " (pip install 'mixnas[postgres]')" if "postgres" in str(parsed.drivername) else ""
+        raise StorageError(f"storage URL '{url}': driver not installed: {exc}{hint}") from None
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def read_only_engine(url: str) -> Engine:
+    """An engine that cannot write: SQLite opened with `mode=ro`, PostgreSQL read-only sessions.
+
+    Raises:
+        ValueError: An in-memory SQLite URL, or no SQLite file at the URL's path.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise ValueError(f"{url}: a read-only storage needs a SQLite file, not memory")
+        path = Path(parsed.database).resolve()
+        if not path.is_file():
+            raise ValueError(f"{url}: no database file at {path}")
+        uri = f"{path.as_uri()}?mode=ro"
+        return sa.create_engine(
+            "sqlite://",
+            creator=lambda: sqlite3.connect(
+                uri, uri=True, timeout=READ_ONLY_TIMEOUT_S, check_same_thread=False
+            ),
+            poolclass=QueuePool,
+        )
+    if parsed.get_backend_name() == "postgresql":
+        return sa.create_engine(parsed, execution_options={"postgresql_readonly": True})
+    return sa.create_engine(parsed)
+
+
+def has_table(engine: Engine, name: str, url: str) -> bool:
+    """Whether the database holds table `name`; unreachable -> StorageError."""
+    try:
+        return sa.inspect(engine).has_table(name)
+    except OperationalError as exc:
+        raise StorageError(f"cannot reach storage '{safe_url(url)}': {reason(exc)}") from None
+
+
+def database_exists(url: str, table: str) -> bool:
+    """Whether `url` points at an existing database holding `table` (creating nothing)."""
+    parsed = check_url(url)
+    on_disk = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, ":memory:")
+    if on_disk and not Path(parsed.database).expanduser().exists():
+        return False
+    return has_table(get_engine(url), table, url)
+
+
+def optuna_storage(url: str) -> Any:
+    """Optuna's RDBStorage over the same database, with the same timeouts as ours."""
+    import optuna
+
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS // 1000}}
+    else:
+        kwargs["engine_kwargs"] = {"pool_pre_ping": True}
+    return optuna.storages.RDBStorage(url, **kwargs)
+
+
+def reason(exc: OperationalError) -> str:
+    """The first line of the database driver's own message."""
+    text = str(exc.orig if exc.orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
