@@ -78,7 +78,7 @@ def cmd_study_start(args) -> int:
     for source in warm:
         check_mappable(grammar, source, f"{args.file}: warm_start")
     _quiet_optuna()
-    handle = create_study(config, warm)
+    handle = create_study(config, warm=warm)
     return _drive(handle, args, seed_baselines=True)
 
 

@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 from test_end_to_end import mixnas  # the CLI in a subprocess, as users run it
 
-from mixnas.orchestrator.models import StudyRecord, TrialRecord
 from mixnas.orchestrator.surrogate import SCREEN_ATTR
+from mixnas.storage import StudyRecord, TrialRecord
 
 REPO = Path(__file__).resolve().parents[2]
 TABULAR = REPO / "studies/spaces/tabular.yaml"
@@ -104,7 +104,7 @@ def test_warm_start_from_a_study_that_does_not_exist_writes_nothing(first):
                   check=False)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "no study named 'frist'" in lines[0] and "'first'" in lines[0]
+    assert len(lines) == 1 and "no study named 'frist'" in lines[0] and "first" in lines[0]
     assert _studies(url) == before
     fresh = tmp / "fresh.db"
     proc = mixnas("study", "start", str(path), "--storage", f"sqlite:///{fresh}",
