@@ -171,6 +171,42 @@ def _transfer(runs: list[dict], label: str, baseline: str) -> dict[str, Any]:
             "median_enqueued": statistics.median(by[(label, s)]["enqueued"] for s in seeds)}
 
 
+def compare_models(table_path: str, n_fit: int = 24, repeats: int = 10) -> dict[str, Any]:
+    """How well each surrogate model ranks MQAR accuracy of unseen designs after `n_fit` random
+    ones (what the screen needs early in a search): Spearman correlation on the rest, how often
+    its predicted best design is in the true top 10, the calibration of its spread (share of
+    truths within mean +- 1 sd), and CPU seconds per fit and prediction."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from mixnas.orchestrator.surrogate_model import MODELS, Regressor
+    from mixnas.search_space.features import FeatureTable, decision_features
+
+    with Table(table_path) as table:
+        rows = [r for r in table.rows().values() if r.status == "complete"]
+    feats = [{**architecture_features(r.architecture), **decision_features(r.decisions)}
+             for r in rows]
+    X = FeatureTable(feats).matrix(feats)
+    y = -np.array([r.metrics["accuracy"] for r in rows])  # loss orientation
+    top = set(np.argsort(y)[:10])
+    out = {}
+    for kind in MODELS:
+        rho, hits, inside, seconds = [], 0, [], 0.0
+        for rep in range(repeats):
+            order = np.random.default_rng(rep).permutation(len(y))
+            fit, rest = order[:n_fit], order[n_fit:]
+            started = time.process_time()
+            mean, std = Regressor(kind, rep).fit(X[fit], y[fit]).predict(X[rest])
+            seconds += time.process_time() - started
+            rho.append(spearmanr(mean, y[rest]).statistic)
+            hits += int(rest[int(np.argmin(mean))] in top)
+            inside.append(float(np.mean(np.abs(y[rest] - mean) <= std)))
+        out[kind] = {"median_spearman": float(np.median(rho)), "best_in_top10": hits / repeats,
+                     "share_within_1sd": float(np.median(inside)),
+                     "cpu_seconds_per_fit": seconds / repeats}
+    return {"n_fit": n_fit, "repeats": repeats, "models": out}
+
+
 def _finite(x: float) -> float | None:
     return None if math.isinf(x) or math.isnan(x) else x
 
@@ -181,11 +217,13 @@ def plot(runs: list[dict], summary: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("MQAR table", ["tpe", "surrogate", "warm_reverse"]),
+    panels = [("MQAR table", ["tpe", "surrogate", "surrogate_inner_tpe", "warm_reverse"]),
               ("LM table (bits per byte)", ["cold", "warm", "warm_inverted", "tpe_cold",
                                             "tpe_warm"])]
     fig, axes = plt.subplots(1, 3, figsize=(18, 5))
     for ax, (title, labels) in zip(axes, panels):
+        if not any(lab in summary for lab in labels):
+            ax.text(0.5, 0.5, "not run yet", ha="center", transform=ax.transAxes)
         for i, label in enumerate(lab for lab in labels if lab in summary):
             s = summary[label]
             x = range(1, len(s["median_fraction"]) + 1)
@@ -196,7 +234,8 @@ def plot(runs: list[dict], summary: dict[str, Any], path: Path) -> None:
         ax.axhline(TARGET, color="grey", lw=0.8)
         ax.set(xlabel="trials", ylabel="hypervolume / full front", title=title, ylim=(0, 1.01))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        if any(lab in summary for lab in labels):
+            ax.legend(fontsize=8, loc="lower right")
     ax = axes[2]
     for i, label in enumerate(("warm", "warm_inverted", "warm_reverse")):
         mine = [r["source_weight"] for r in runs if r["label"] == label]
@@ -206,10 +245,13 @@ def plot(runs: list[dict], summary: dict[str, Any], path: Path) -> None:
         med = [statistics.median([w[t] for w in mine if t < len(w) and w[t] is not None] or
                                  [math.nan]) for t in range(n)]
         ax.plot(range(1, n + 1), med, color=f"C{i}", label=label)
+    if not ax.lines:
+        ax.text(0.5, 0.5, "not run yet", ha="center", transform=ax.transAxes)
     ax.set(xlabel="trials", ylabel="weight of the earlier study (median over seeds)",
            title="How much the model trusts the earlier study", ylim=(-0.02, 1.02))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.lines:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -228,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "warm_start")
     parser.add_argument("--summary-only", action="store_true",
                         help="write the JSON and PNG from the cached runs, running nothing")
+    parser.add_argument("--note", default="", help="recorded in the JSON (how the runs were made)")
     args = parser.parse_args(argv)
     n_trials = {"tpe_mqar": args.n_trials_tpe, "tpe_lm": args.n_trials_tpe,
                 "surrogate_mqar": args.n_trials_surrogate, "surrogate_lm": args.n_trials_surrogate}
@@ -262,7 +305,8 @@ def _tables(phase: str) -> list[str]:
 
 def write_summary(runs: list[dict], args, argv, wall: float) -> None:
     summary = summarise(runs)
-    medians = {label: s["median_trials_to_95"] for label, s in summary.items()}
+    medians = {label: None for label in ("tpe", "surrogate", "cold", "warm")}  # None: not run
+    medians.update({label: s["median_trials_to_95"] for label, s in summary.items()})
     labels = {r["label"] for r in runs}
     tpe, surrogate = _median_trials(runs, "tpe"), _median_trials(runs, "surrogate")
     lm = {"cold", "warm"} <= labels
@@ -272,6 +316,7 @@ def write_summary(runs: list[dict], args, argv, wall: float) -> None:
         "benchmark": "warm_start",
         **environment("benchmarks.warm_start", argv),
         "wall_seconds": wall,
+        "note": args.note,
         "seeds": list(range(args.seeds)),
         "seeds_per_method": {lab: sum(r["label"] == lab for r in runs) for lab in sorted(labels)},
         "n_trials": {"tpe": args.n_trials_tpe, "surrogate": args.n_trials_surrogate},
@@ -285,6 +330,7 @@ def write_summary(runs: list[dict], args, argv, wall: float) -> None:
                              "ratio": _finite(warm / cold) if lm else None,
                              "met": bool(warm <= cold / 2) if lm else None},
         },
+        "model_choice": compare_models(MQAR["table"]),
         "transfer": {label: _transfer(runs, label, base) for label, base in (
             ("warm", "cold"), ("warm_inverted", "cold"), ("warm_reverse", "surrogate"),
             ("tpe_warm", "tpe_cold")) if {label, base} <= labels},
