@@ -305,7 +305,7 @@ def _tables(phase: str) -> list[str]:
 
 def write_summary(runs: list[dict], args, argv, wall: float) -> None:
     summary = summarise(runs)
-    medians = {label: None for label in ("tpe", "surrogate", "cold", "warm")}  # None: not run
+    medians = dict.fromkeys(("tpe", "surrogate", "cold", "warm"))  # None: not run
     medians.update({label: s["median_trials_to_95"] for label, s in summary.items()})
     labels = {r["label"] for r in runs}
     tpe, surrogate = _median_trials(runs, "tpe"), _median_trials(runs, "surrogate")
