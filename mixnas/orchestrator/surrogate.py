@@ -167,6 +167,7 @@ class SurrogateSampler(optuna.samplers.BaseSampler):
     def reseed_rng(self) -> None:
         self.inner.reseed_rng()
         self._rng = np.random.default_rng()
+        self._prior = RandomDecider()
 
     # ---------------------------------------------------------------- choosing a design
     def _plan(self, study, trial: FrozenTrial) -> dict[str, Any]:
