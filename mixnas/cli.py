@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_study_start(args) -> int:
     from mixnas.orchestrator.cluster import check_ray_address
     from mixnas.orchestrator.config import load_study_config
-    from mixnas.orchestrator.study import create_study
+    from mixnas.orchestrator.study import create_study, load_warm_sources
+    from mixnas.orchestrator.warm_start import check_mappable
     from mixnas.search_space.grammar import Grammar
     from mixnas.storage import check_url
 
@@ -65,12 +66,19 @@ def cmd_study_start(args) -> int:
         config.workers = args.workers
     if args.n_trials:
         config.n_trials = args.n_trials
+    if args.warm_start:
+        config.warm_start = list(dict.fromkeys(config.warm_start + args.warm_start))
     check_url(config.storage)
     if args.ray_address:
         check_ray_address(args.ray_address)
-    Grammar.load(config.search_space)  # a broken grammar fails before anything is written
+    grammar = Grammar.load(config.search_space)  # a broken grammar fails before any write
+    if config.name in config.warm_start:
+        raise ValueError(f"--warm-start: study '{config.name}' cannot warm-start from itself")
+    warm = load_warm_sources(config.storage, config.warm_start)
+    for source in warm:
+        check_mappable(grammar, source, f"{args.file}: warm_start")
     _quiet_optuna()
-    handle = create_study(config)
+    handle = create_study(config, warm=warm)
     return _drive(handle, args, seed_baselines=True)
 
 
@@ -393,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     start = study_cmds.add_parser("start", help="start a study from a study file")
     start.add_argument("file", help="study YAML file, e.g. studies/quickstart.yaml")
     start.add_argument("--storage", help="SQLAlchemy URL (default: the file's storage)")
+    start.add_argument("--warm-start", action="append", default=[], metavar="STUDY",
+                       help="learn from an earlier study in the same storage (repeatable; "
+                            "adds to the file's warm_start)")
     _driver_options(start)
     start.set_defaults(handler=cmd_study_start)
 

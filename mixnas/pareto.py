@@ -196,3 +196,33 @@ def hypervolume_history(
                 volume = hypervolume(list(zip(xs, ys)), ref)
         history.append(volume)
     return history
+
+
+def hypervolume_improvement(points: np.ndarray, front: np.ndarray,
+                            reference: Sequence[float]) -> np.ndarray:
+    """How much hypervolume each of `points` (n, m) would add to `front` (k, m), in loss space.
+
+    2-D is vectorised: the area between a point and the front's staircase, summed over the
+    staircase's segments. Above 2-D, per point: the volume the point dominates alone, less the
+    volume of the front clipped to that point's box."""
+    points = np.atleast_2d(np.asarray(points, dtype=float))
+    front = np.asarray(front, dtype=float).reshape(-1, points.shape[1])
+    ref = np.asarray(reference, dtype=float)
+    if points.shape[1] == 2:
+        return _improvement_2d(points, front, ref)
+    box = np.prod(np.clip(ref - points, 0.0, None), axis=1)
+    clipped = [hypervolume(np.maximum(front, p), ref) if b > 0 else 0.0
+               for p, b in zip(points, box)]
+    return np.maximum(box - np.asarray(clipped), 0.0)
+
+
+def _improvement_2d(points: np.ndarray, front: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    front = front[np.all(front < ref, axis=1)]
+    front = front[np.lexsort((front[:, 1], front[:, 0]))] if len(front) else front
+    # staircase: segment j spans [edges[j], edges[j + 1]) at height levels[j]
+    edges = np.concatenate([[-np.inf], front[:, 0], [ref[0]]])
+    levels = np.minimum.accumulate(np.concatenate([[ref[1]], front[:, 1]]))
+    left = np.maximum(edges[None, :-1], points[:, :1])
+    right = np.maximum(edges[None, 1:], points[:, :1])
+    height = np.clip(levels[None, :] - points[:, 1:], 0.0, None)
+    return np.sum((right - left) * height, axis=1)

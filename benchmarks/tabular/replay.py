@@ -20,6 +20,8 @@ from benchmarks.tabular.hypervolume import Normaliser
 from benchmarks.tabular.table import Table
 from mixnas.orchestrator.config import Objective, StudyConfig
 from mixnas.orchestrator.study import make_sampler
+from mixnas.orchestrator.surrogate import SCREEN_ATTR
+from mixnas.orchestrator.warm_start import WarmSource
 from mixnas.pareto import front_nd, hypervolume
 from mixnas.search_space.architecture import Architecture
 from mixnas.search_space.grammar import Grammar
@@ -38,6 +40,7 @@ class Replay:
     objectives: list[tuple[str, str]]
     hashes: list[str] = field(default_factory=list)
     values: list[list[float] | None] = field(default_factory=list)
+    screens: list[dict[str, Any] | None] = field(default_factory=list)  # surrogate sampler's
 
     def hypervolume_curve(self, normaliser: Normaliser) -> list[float]:
         """Hypervolume of the front of the first t trials, for t = 1..n."""
@@ -97,20 +100,25 @@ def study_config(table: Table, grammar: Grammar, objectives: Sequence[tuple[str,
 def replay(table: Table, grammar: Grammar, objectives: Sequence[tuple[str, str]], *,
            sampler: str = "nsga2", n_trials: int = 100, seed: int = 0,
            sampler_options: dict[str, Any] | None = None,
-           seeds: Sequence[Architecture] = (), seed_mode: str = "arch") -> Replay:
+           seeds: Sequence[Architecture] = (), seed_mode: str = "arch",
+           warm: Sequence[WarmSource] = (), enqueue: Sequence[dict[str, Any]] = ()) -> Replay:
     """Run one in-process Optuna study of `n_trials` against the table.
 
     `seeds` are enqueued first, like a study's baselines: with seed_mode "arch" as the driver
     does (the architecture only; the sampler sees no parameters for them), with "params" as the
-    grammar decisions that derive them (stored in the table), which samplers can learn from."""
+    grammar decisions that derive them (stored in the table), which samplers can learn from.
+    `warm` are earlier studies for the surrogate sampler to learn from, and `enqueue` grammar
+    decisions enqueued before anything else (a warm start's fronts), as the driver does."""
     if seed_mode not in SEED_MODES:
         raise ValueError(f"seed_mode must be one of {SEED_MODES}, got {seed_mode!r}")
     config = study_config(table, grammar, objectives, sampler, n_trials, seed, sampler_options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study = optuna.create_study(
-            directions=[d for _, d in objectives], sampler=make_sampler(config)
+            directions=[d for _, d in objectives], sampler=make_sampler(config, warm)
         )
+        for decisions in enqueue:
+            study.enqueue_trial(dict(decisions), user_attrs={"warm_start": True})
         for arch in seeds:
             if seed_mode == "arch":
                 study.enqueue_trial({}, user_attrs={"arch_json": arch.to_json()})
@@ -127,6 +135,7 @@ def replay(table: Table, grammar: Grammar, objectives: Sequence[tuple[str, str]]
                 study.tell(trial, values)
             result.hashes.append(arch_hash)
             result.values.append(values)
+        result.screens = [t.system_attrs.get(SCREEN_ATTR) for t in study.get_trials()]
     return result
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from mixnas.errors import ConfigError, did_you_mean
 from mixnas.yamlfile import YamlMap, YamlSeq, plain, read_yaml
 
-SAMPLERS = ("tpe", "nsga2", "random")
+SAMPLERS = ("tpe", "nsga2", "random", "surrogate")
 KEEP_WEIGHTS = ("pareto", "all", "none")
 
 
@@ -58,6 +58,7 @@ class StudyConfig:
     keep_weights: str = "pareto"
     reuse_results: bool = True
     trial_timeout_s: float | None = None
+    warm_start: list[str] = field(default_factory=list)  # earlier studies in the same storage
     source: str | None = None  # the file the config came from
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,6 +87,7 @@ class StudyConfig:
             "keep_weights": self.keep_weights,
             "reuse_results": self.reuse_results,
             "trial_timeout_s": self.trial_timeout_s,
+            "warm_start": list(self.warm_start),
             "source": self.source,
         }
 
@@ -119,6 +121,7 @@ _TOP_KEYS = {
     "reuse_results": "true or false: an architecture already trained in the study is not "
     "trained again",
     "trial_timeout_s": "seconds (a positive number)",
+    "warm_start": "a list of earlier study names in the same storage to learn from",
 }
 
 
@@ -234,6 +237,20 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
     if max_retries < 0:
         top.fail("'max_retries' must be >= 0", top.line_of("max_retries"))
     timeout = top.get("trial_timeout_s", float, None, positive=True)
+    warm_start = top.get("warm_start", (list, str), [])
+    warm_start = [warm_start] if isinstance(warm_start, str) else warm_start
+    if not all(isinstance(w, str) and w.strip() for w in warm_start):
+        top.fail("'warm_start' must be a list of study names", top.line_of("warm_start"))
+    if name in warm_start:
+        top.fail(f"study '{name}' cannot warm-start from itself", top.line_of("warm_start"))
+    sampler_options = plain(dict(top.get("sampler_options", dict, {})))
+    if sampler == "surrogate":
+        from mixnas.orchestrator.surrogate import SurrogateOptions
+
+        try:
+            SurrogateOptions.from_dict(sampler_options)
+        except (ValueError, TypeError) as exc:
+            top.fail(f"sampler_options: {exc}", top.line_of("sampler_options"))
 
     config = StudyConfig(
         name=name,
@@ -245,7 +262,7 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
         train=plain(dict(top.get("train", dict, {}))),
         profile=plain(dict(top.get("profile", dict, {}))),
         sampler=sampler,
-        sampler_options=plain(dict(top.get("sampler_options", dict, {}))),
+        sampler_options=sampler_options,
         n_trials=top.get("n_trials", int, 32, positive=True),
         workers=top.get("workers", int, 2, positive=True),
         seed=top.get("seed", int, 0),
@@ -255,6 +272,7 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
         keep_weights=keep_weights,
         reuse_results=top.get("reuse_results", bool, True),
         trial_timeout_s=float(timeout) if timeout is not None else None,
+        warm_start=list(dict.fromkeys(warm_start)),
         source=str(path.resolve()),
     )
     if validate_names:

@@ -95,6 +95,7 @@ class Driver:
         try:
             self.recover_stale()
             if seed_baselines:
+                self._enqueue_warm_start()
                 self._enqueue_baselines()
             return self._loop()
         finally:
@@ -315,24 +316,38 @@ class Driver:
             self._settle_twins(info, fail_with=result)
 
     # ---------------------------------------------------------------- baselines and recovery
-    def _enqueue_baselines(self) -> None:
+    def _baselines(self) -> list[tuple[str, Any]]:
+        """(name, Architecture) of every baseline the study file asks for."""
         from mixnas.search_space import BASELINES, Architecture
 
+        out = []
         for item in self.config.baselines:
             if item == "all":
-                archs = list(BASELINES.items())
+                out += list(BASELINES.items())
             elif isinstance(item, str):
-                archs = [(item, BASELINES[item])]
+                out.append((item, BASELINES[item]))
             else:
                 try:
                     arch = Architecture.from_dict(item)
                 except (ValueError, KeyError, TypeError) as exc:
                     raise ConfigError(f"{self.config.source}: baselines: {exc}") from None
-                archs = [(arch.name or f"baseline-{arch.hash[:8]}", arch)]
-            for name, arch in archs:
-                self.handle.optuna_study.enqueue_trial(
-                    {}, user_attrs={"baseline": name, "arch_json": arch.to_json()}
-                )
+                out.append((arch.name or f"baseline-{arch.hash[:8]}", arch))
+        return out
+
+    def _enqueue_baselines(self) -> None:
+        for name, arch in self._baselines():
+            self.handle.optuna_study.enqueue_trial(
+                {}, user_attrs={"baseline": name, "arch_json": arch.to_json()}
+            )
+
+    def _enqueue_warm_start(self) -> None:
+        """The warm-start studies' fronts, first, as grammar decisions: trained again on this
+        study's task, and learnt from by the sampler like any trial (warm_start.py)."""
+        from mixnas.orchestrator.warm_start import front_to_enqueue
+
+        baselines = {arch.hash for _, arch in self._baselines()}
+        for source, decisions in front_to_enqueue(self._grammar, self.handle.warm, baselines):
+            self.handle.optuna_study.enqueue_trial(decisions, user_attrs={"warm_start": source})
 
     def recover_stale(self) -> int:
         """Fail and re-queue the trials of drivers that stopped beating (heartbeat.py)."""

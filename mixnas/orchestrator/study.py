@@ -9,19 +9,32 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
 
 from mixnas.errors import StudyExists, StudyNotFound
 from mixnas.orchestrator.config import StudyConfig
+from mixnas.orchestrator.warm_start import WarmSource, WarmTrial, values_by_name
 from mixnas.storage import TRIAL_STATES, RDBStorage, StudyRecord, TrialRecord, optuna_storage
 
 
-def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler a study config asks for, with mixnas's defaults for its size."""
+def make_sampler(config: StudyConfig,
+                 warm: Sequence[WarmSource] = ()) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler a study config asks for, with mixnas's defaults for its size.
+
+    Args:
+        config: The study config (`sampler`, `sampler_options`, `n_trials`, `seed`).
+        warm: Earlier studies the surrogate sampler learns from (other samplers ignore them).
+
+    Raises:
+        ValueError: Bad `sampler_options` for the surrogate sampler.
+    """
     options = dict(config.sampler_options)
+    if config.sampler == "surrogate":
+        return _surrogate_sampler(config, warm)
     with warnings.catch_warnings():  # multivariate/group TPE are marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if config.sampler == "nsga2":
@@ -38,6 +51,22 @@ def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
         return optuna.samplers.RandomSampler(seed=config.seed)
 
 
+def _surrogate_sampler(config: StudyConfig, warm: Sequence[WarmSource]):
+    from dataclasses import replace
+
+    from mixnas.evaluator.profiler import resolve_profile
+    from mixnas.orchestrator.surrogate import SurrogateOptions, SurrogateSampler
+    from mixnas.search_space.grammar import Grammar
+
+    options = SurrogateOptions.from_dict(config.sampler_options)
+    inner = make_sampler(replace(config, sampler="tpe", sampler_options=options.inner_options))
+    return SurrogateSampler(
+        Grammar.load(config.search_space), [(o.name, o.direction) for o in config.objectives],
+        options, inner, seed=config.seed, warm=warm,
+        context_length=resolve_profile(config.profile)["context_length"],
+    )
+
+
 @dataclass
 class StudyHandle:
     """Everything a driver or a command needs to work on one study."""
@@ -47,6 +76,7 @@ class StudyHandle:
     storage: RDBStorage
     optuna_study: optuna.Study
     optuna_storage: optuna.storages.BaseStorage | None = None
+    warm: list[WarmSource] = field(default_factory=list)  # earlier studies it learns from
 
     @property
     def name(self) -> str:
@@ -71,12 +101,14 @@ class StudyHandle:
         self._optuna_study_id: int | None = None
 
 
-def create_study(config: StudyConfig, parent_study: str | None = None) -> StudyHandle:
+def create_study(config: StudyConfig, parent_study: str | None = None,
+                 warm: Sequence[WarmSource] = ()) -> StudyHandle:
     """Create a new study in `config.storage`.
 
     Args:
         config: The validated study config.
         parent_study: The study that promote scaled this one from.
+        warm: Its warm-start studies, loaded and checked beforehand (`load_warm_sources`).
 
     Returns:
         The new study's handle.
@@ -98,7 +130,7 @@ def create_study(config: StudyConfig, parent_study: str | None = None) -> StudyH
             study_name=config.name,
             storage=optuna_store,
             directions=[o.direction for o in config.objectives],
-            sampler=make_sampler(config),
+            sampler=make_sampler(config, warm),
         )
     except optuna.exceptions.DuplicatedStudyError:
         raise StudyExists(
@@ -114,7 +146,7 @@ def create_study(config: StudyConfig, parent_study: str | None = None) -> StudyH
         )
     except StudyExists:
         raise taken from None
-    return StudyHandle(config, record_id, storage, study, optuna_store)
+    return StudyHandle(config, record_id, storage, study, optuna_store, list(warm))
 
 
 def load_study(name: str, storage: str) -> StudyHandle:
@@ -136,9 +168,59 @@ def load_study(name: str, storage: str) -> StudyHandle:
     record = store.get_study(name)
     config = StudyConfig.from_dict(record.config)
     config.storage = storage
+    warm = load_warm_sources(storage, config.warm_start, missing_ok=True)
     optuna_store = optuna_storage(storage)
-    study = optuna.load_study(study_name=name, storage=optuna_store, sampler=make_sampler(config))
-    return StudyHandle(config, record.id, store, study, optuna_store)
+    study = optuna.load_study(study_name=name, storage=optuna_store,
+                              sampler=make_sampler(config, warm))
+    return StudyHandle(config, record.id, store, study, optuna_store, warm)
+
+
+def load_warm_sources(storage: str, names: Sequence[str], *,
+                      missing_ok: bool = False) -> list[WarmSource]:
+    """The complete trials of the studies `names` in `storage`, to warm-start another study.
+
+    Reads only: a storage without mixnas's tables is never created here.
+
+    Args:
+        storage: The SQLAlchemy URL both studies live in.
+        names: Earlier study names.
+        missing_ok: Skip names that are not there (a resumed study whose source was deleted).
+
+    Returns:
+        One WarmSource per study found, in the order of `names`.
+
+    Raises:
+        StudyNotFound: A study is not there (unless missing_ok); the message names it.
+    """
+    if not names:
+        return []
+    if not RDBStorage.exists(storage):
+        if missing_ok:
+            return []
+        raise StudyNotFound(f"warm_start: no study named '{names[0]}' in {storage}: "
+                            "no mixnas database there")
+    store = RDBStorage(storage, "existing")
+    out = []
+    for name in names:
+        try:
+            record = store.get_study(name)
+        except StudyNotFound as exc:
+            if missing_ok:
+                continue
+            raise StudyNotFound(f"warm_start: {exc}") from None
+        out.append(_warm_source(store, record))
+    return out
+
+
+def _warm_source(store: RDBStorage, record: StudyRecord) -> WarmSource:
+    objectives = [(o["name"], o["direction"]) for o in record.objectives]
+    names = [n for n, _ in objectives]
+    trials = [
+        WarmTrial(t.arch_json, dict(t.params or {}), values_by_name(names, t.values))
+        for t in store.get_trials(record.id, states=["complete"])
+        if t.arch_json and t.duplicate_of is None
+    ]
+    return WarmSource(record.name, objectives, [t for t in trials if t.values])
 
 
 def list_studies(storage: str) -> list[dict[str, Any]]:

@@ -122,3 +122,24 @@ class ScriptedDecider(Decider):
         if not number or not low <= value <= high:
             raise ValueError(f"decision {name!r}: {value!r} is not a number in [{low}, {high}]")
         return float(value)
+
+
+class RecordingDecider(Decider):
+    """Passes each decision to `decider` and records it in `decisions` (name -> value): the
+    grammar decisions that derive a design drawn by any decider, e.g. to enqueue it in a study."""
+
+    def __init__(self, decider: Decider):
+        self.decider = decider
+        self.decisions: dict[str, Any] = {}
+
+    def choose(self, name, options, weights):
+        self.decisions[name] = self.decider.choose(name, options, weights)
+        return self.decisions[name]
+
+    def integer(self, name, low, high, step=1, log=False):
+        self.decisions[name] = self.decider.integer(name, low, high, step, log)
+        return self.decisions[name]
+
+    def real(self, name, low, high, step=None, log=False):
+        self.decisions[name] = self.decider.real(name, low, high, step, log)
+        return self.decisions[name]
