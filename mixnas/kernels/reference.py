@@ -352,10 +352,11 @@ def delta_rule(
     """Chunked (gated) delta rule with the WY/UT representation (see `_delta_rule_chunks`).
 
     S_t = a_t S_{t-1} + beta_t k_t (v_t - (a_t S_{t-1})^T k_t)^T, a_t = exp(g_t),
-    o_t = scale q_t S_t (a_t a diagonal matrix for per-channel g). q, k: (B, T, H, Dk) (expected L2-normalised);
-    v: (B, T, H, Dv); beta: (B, T, H); log_decay g: None, (H,), (B, T, H) or (B, T, H, Dk); state
-    (B, H, Dk, Dv); chunk_size any positive integer. Returns o (B, T, H, Dv) and, with
-    output_final_state, the state. Naive reference: `delta_rule_recurrent`.
+    o_t = scale q_t S_t (a_t a diagonal matrix for per-channel g).
+    q, k: (B, T, H, Dk) (expected L2-normalised); v: (B, T, H, Dv); beta: (B, T, H); log_decay g:
+    None, (H,), (B, T, H) or (B, T, H, Dk); state (B, H, Dk, Dv); chunk_size any positive integer.
+    Returns o (B, T, H, Dv) and, with output_final_state, the state. Naive reference:
+    `delta_rule_recurrent`.
     """
     B, T, H, Dk = q.shape
     scale = Dk ** -0.5 if scale is None else scale
