@@ -157,6 +157,8 @@ def _sdpa_refuses(name: str) -> Callable[[Call], str | None]:
 
 
 def _flex_refuses(call: Call) -> str | None:
+    if call.device != "cuda":
+        return "FlexAttention has no backward pass on CPU"
     if call.D < 16 or call.D > 128 or call.D & (call.D - 1):
         return "FlexAttention needs a power-of-two head dim from 16 to 128"
     return None
@@ -259,15 +261,16 @@ class Table:
 
     def winner(self, call: Call) -> str | None:
         """The winner of the call's bucket, or of the nearest measured one with the same op,
-        dtype and variant (nearest head dim first, then nearest length, in powers of two)."""
+        dtype and variant (nearest head dim first, then nearest length, in powers of two; of two
+        as near, the shorter)."""
         op, dtype, variant, T, D = call.bucket()
         exact = self.winners.get((op, dtype, variant, T, D))
         if exact is not None:
             return exact
-        near = [(abs(math.log2(d / D)), abs(math.log2(t / T)), name)
+        near = [(abs(math.log2(d / D)), abs(math.log2(t / T)), d, t, name)
                 for (o, dt, v, t, d), name in self.winners.items()
                 if (o, dt, v) == (op, dtype, variant)]
-        return min(near)[2] if near else None
+        return min(near)[-1] if near else None
 
     @classmethod
     def from_json(cls, data: dict, source: str = "kernel table") -> Table:

@@ -81,3 +81,19 @@ def test_small_ops_are_counted():
     assert abs(counted(R.causal_conv1d, x.clone(), w.clone())[0] / fwd - 1) < 0.1
     assert counted(triton_ops.rms_norm, x.clone(), torch.randn(32))[0] == 4 * x.numel()
     assert counted(triton_ops.swiglu, x.clone(), x.clone())[0] == 6 * x.numel()
+
+
+def test_delta_rule_flops_are_the_reference_matmuls_plus_the_solve():
+    """FlopCounterMode counts the reference's matmuls; the triangular solve (C^2 per right-hand
+    side) is the one term it does not see."""
+    from mixnas.kernels.flops import delta_rule_flops
+
+    torch.manual_seed(0)
+    B, T, H, Dk, Dv, C = 1, 256, 2, 32, 16, 64
+    q, k = (F.normalize(torch.randn(B, T, H, Dk), dim=-1) for _ in range(2))
+    v, beta = torch.randn(B, T, H, Dv), torch.rand(B, T, H)
+    g = F.logsigmoid(torch.randn(B, T, H))
+    with FlopCounterMode(display=False) as counter:
+        R.delta_rule(q, k, v, beta, g, chunk_size=C)
+    solve = B * H * (T // C) * C * C * (Dk + Dv)
+    assert counter.get_total_flops() + solve == delta_rule_flops(B, T, H, Dk, Dv, C)
