@@ -35,3 +35,9 @@ def environment(module: str, argv: list[str] | None = None) -> dict[str, Any]:
 def write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def device_slug(name: str) -> str:
+    """A device name as a file-name part: 'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'."""
+    slug = "".join(c if c.isalnum() else "-" for c in name.lower())
+    return "-".join(filter(None, slug.split("-"))) or "unknown"
