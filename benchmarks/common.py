@@ -15,10 +15,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def environment(module: str, argv: list[str] | None = None) -> dict[str, Any]:
     """The provenance block of a result: how to reproduce it and where it was measured."""
-    import optuna
     import torch
 
     import mixnas
+
+    try:
+        import optuna
+    except ImportError:  # the GPU check's summary runs even where its install step failed
+        optuna = None
 
     args = sys.argv[1:] if argv is None else argv
     return {
@@ -28,7 +32,7 @@ def environment(module: str, argv: list[str] | None = None) -> dict[str, Any]:
                     "processor": platform.machine(),
                     "load_average": [round(x, 2) for x in os.getloadavg()]},
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "optuna": optuna.__version__, "mixnas": mixnas.__version__},
+                     "optuna": optuna and optuna.__version__, "mixnas": mixnas.__version__},
     }
 
 

@@ -125,13 +125,18 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "").strip().lower() in ("1", "true", "on", "yes")
 
 
+def triton_chunk_ok(chunk_size) -> bool:
+    """Whether the Triton chunked kernels take this chunk size (an int in TRITON_CHUNK_SIZES)."""
+    return type(chunk_size) is int and chunk_size in TRITON_CHUNK_SIZES
+
+
 def _triton_refuses(call: Call) -> str | None:
     if call.device != "cuda" and not _interpreting():
         return "Triton needs CUDA tensors (or TRITON_INTERPRET=1)"
     if call.device != "cuda" and call.dtype == "bfloat16":
         return "bfloat16 is not supported under TRITON_INTERPRET=1"
-    if call.chunk_size is not None and call.chunk_size not in TRITON_CHUNK_SIZES:
-        return f"chunk_size={call.chunk_size} (the Triton kernels take {TRITON_CHUNK_SIZES})"
+    if call.chunk_size is not None and not triton_chunk_ok(call.chunk_size):
+        return f"chunk_size={call.chunk_size!r} (the Triton kernels take {TRITON_CHUNK_SIZES})"
     return None
 
 

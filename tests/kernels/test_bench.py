@@ -95,3 +95,35 @@ def test_a_wrong_candidate_never_wins(monkeypatch, tmp_path):
     (entry,) = doc["table"]["entries"]
     assert entry["winner"] != "sdpa_math" and entry["rejected"]["sdpa_math"].startswith("wrong")
     assert not any(r["impl"] == "sdpa_math" for r in doc["rows"])
+
+
+def _row(op, variant, impl, pass_, T, D, ms, tflops=None, pct=None):
+    return {"op": op, "variant": variant, "impl": impl, "pass": pass_, "T": T, "head_dim": D,
+            "ms": ms, "tflops": tflops, "pct_peak": pct, "error": None}
+
+
+def test_figures_compare_with_the_best_sdpa_backend():
+    rows = [
+        _row("attention", "causal", "sdpa_flash", "fwd+bwd", 16384, 128, 2.0),
+        _row("attention", "causal", "sdpa_cudnn", "fwd+bwd", 16384, 128, 1.0),
+        _row("attention", "causal", "triton", "fwd+bwd", 16384, 128, 1.25),
+        _row("attention", "causal", "dispatched:sdpa_cudnn", "fwd+bwd", 16384, 128, 1.0),
+        _row("attention", "causal", "sdpa_flash", "fwd+bwd", 1024, 64, None),  # failed
+        _row("attention", "causal", "triton", "fwd+bwd", 1024, 64, 0.5),
+        _row("attention", "causal", "triton", "fwd", 8192, 128, 0.1, 500.0, 50.5),
+        _row("attention", "causal", "sdpa_cudnn", "fwd", 8192, 128, 0.09, 600.0, 60.7),
+        _row("linear_attention", "token", "triton", "fwd+bwd", 16384, 128, 0.2),
+        _row("linear_attention", "token", "dispatched:triton", "fwd+bwd", 16384, 128, 0.25),
+        _row("delta_rule", "gated", "triton", "fwd+bwd", 4096, 128, 0.5),  # no attention at 4k
+    ]
+    fig = bench.figures(rows, 989.0)
+    by_t = {f["T"]: f for f in fig["attention_vs_sdpa"]}
+    assert by_t[16384]["sdpa_best"] == "sdpa_cudnn" and by_t[16384]["speedup_triton"] == 0.8
+    assert by_t[16384]["dispatched"] == "sdpa_cudnn" and by_t[16384]["speedup_dispatched"] == 1.0
+    assert by_t[1024]["sdpa_best"] is None and by_t[1024]["speedup_triton"] is None
+    peak = fig["attention_fwd_8k_d128"]
+    assert peak["triton"]["pct_peak"] == 50.5 and peak["sdpa_best"]["impl"] == "sdpa_cudnn"
+    assert peak["dispatched"] is None
+    linear = {(f["op"], f["impl"]): f["speedup"] for f in fig["linear_vs_sdpa"]}
+    assert linear == {("linear_attention", "triton"): 5.0,
+                      ("linear_attention", "dispatched:triton"): 4.0}

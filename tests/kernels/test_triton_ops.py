@@ -157,7 +157,8 @@ def test_delta_rule(form, dtype, T, Dk, Dv):
             tol_scale=2.0)
 
 
-@pytest.mark.parametrize("dtype", with_gpu_dtypes([(torch.float32,), (torch.float16,)]))
+@pytest.mark.parametrize("dtype", [c[0] for c in with_gpu_dtypes([(torch.float32,),
+                                                                   (torch.float16,)])])
 def test_rms_norm_swiglu_conv(dtype):
     torch.manual_seed(0)
     x, w = leaf(3, 37, 60, dtype=dtype), leaf(60, dtype=dtype)

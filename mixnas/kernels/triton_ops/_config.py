@@ -10,7 +10,7 @@ import triton
 import triton.language as tl
 from triton import knobs
 
-from mixnas.kernels.dispatch import TRITON_CHUNK_SIZES
+from mixnas.kernels.dispatch import TRITON_CHUNK_SIZES, triton_chunk_ok
 
 INTERPRET = bool(knobs.runtime.interpret)
 if INTERPRET and type(tl.zeros).__name__ != "InterpretedFunction":
@@ -48,8 +48,7 @@ def check_inputs(name, *tensors):
 
 def check_chunk_size(name, chunk_size):
     """Refuse, saying what is accepted, a chunk size the chunked kernels cannot tile."""
-    ok = not isinstance(chunk_size, bool) and chunk_size in TRITON_CHUNK_SIZES
-    if not ok:
+    if not triton_chunk_ok(chunk_size):
         sizes = ", ".join(map(str, TRITON_CHUNK_SIZES))
         raise ValueError(
             f"{name}: chunk_size={chunk_size!r} is not supported by the Triton kernels, which take "
