@@ -81,6 +81,7 @@ def merge(args) -> dict:
         "table": table,
         "loss_curves": _load(res / f"gpu_loss_curves_{slug}.json"),
         "throughput": _load(res / f"gpu_throughput_{slug}.json"),
+        "throughput_full": _load(res / f"gpu_throughput_full_{slug}.json"),
     }
 
 
@@ -130,7 +131,9 @@ def summary_lines(doc: dict) -> list[str]:
                      "reference): " + ", ".join(
                          f"{r['mode']} {_x(r['max_rel_diff_train_loss'], '{:.2%}')}"
                          for r in curves["runs"] if r["mode"] != "reference"))
-    for r in (doc["throughput"] or {}).get("runs", []):
+    runs = [r for key in ("throughput", "throughput_full")
+            for r in (doc[key] or {}).get("runs", [])]
+    for r in runs:
         lines.append(f"throughput {r['scale']} x{r['pack']}: {r.get('trained')} trained, "
                      f"{_x(r.get('trials_per_hour'), '{:.0f}')} trials/h "
                      f"(wall {_x(r.get('trials_per_hour_wall'), '{:.0f}')}), "
@@ -144,7 +147,8 @@ def copy_out(args, out_json: Path) -> None:
     if not dest or not Path(dest).is_dir():
         return
     names = [out_json] + [args.results / f"{stem}_{args.slug}.json" for stem in
-                          ("kernels", "kernel_table", "gpu_loss_curves", "gpu_throughput")]
+                          ("kernels", "kernel_table", "gpu_loss_curves", "gpu_throughput",
+                           "gpu_throughput_full")]
     for path in names:
         if path.is_file():
             shutil.copy(path, dest)

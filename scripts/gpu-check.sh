@@ -17,6 +17,8 @@
 # says so in one line (exit 0; 1 if a command line is invalid).
 # GPU_CHECK_STEPS="bench curves" runs only those steps (then the summary, over every result
 # present): a rerun of what failed or timed out. T_<STEP>=seconds changes a step's time limit.
+# GPU_CHECK_STEPS="install throughput" runs the full packing sweep instead (quickstart and lm-gpu
+# at 1, 2, 4, 8 packed trials; GPU_CHECK_SCALES to change the scales), about 9 minutes.
 #
 # Usage: bash scripts/gpu-check.sh
 #   on a lent GPU: scripts/gpu-deps.sh here once, then run "bash scripts/gpu-check.sh" there
@@ -64,7 +66,8 @@ EOF
 # name, time limit (s), command...; the command line each step runs (and checks when dry)
 STEP_NAMES=(install tests bench curves study summary)
 declare -A LIMIT=([install]=${T_INSTALL:-40} [tests]=${T_TESTS:-150} [bench]=${T_BENCH:-170}
-                  [curves]=${T_CURVES:-60} [study]=${T_STUDY:-130} [summary]=${T_SUMMARY:-20})
+                  [curves]=${T_CURVES:-60} [study]=${T_STUDY:-130} [summary]=${T_SUMMARY:-20}
+                  [throughput]=${T_THROUGHPUT:-530})
 step_cmd() {
   case $1 in
     install) CMD=(install_deps) ;;
@@ -76,6 +79,9 @@ step_cmd() {
     study) CMD=("$PY" -m benchmarks.gpu_throughput --scales quickstart --packs 4 1
                 --trials ${GPU_CHECK_TRIALS:-16 4} --timeout-s 100
                 --out "$RES/gpu_throughput_$slug.json") ;;
+    throughput) CMD=("$PY" -m benchmarks.gpu_throughput --scales ${GPU_CHECK_SCALES:-quickstart lm-gpu}
+                     --packs 1 2 4 8 --timeout-s 240
+                     --out "$RES/gpu_throughput_full_$slug.json") ;;
     summary) CMD=("$PY" -m benchmarks.gpu_check --work "$WORK" --device "${gpu_name:-none}"
                   --results "$RES" --slug "$slug") ;;
   esac
