@@ -7,6 +7,7 @@ each time), then reads every trial's start and end from the database. It reports
 over the wall clock (Ray's start included) and over the span from the first trial's start to the
 last one's end, counting only trials that trained (a design drawn twice is trained once and is not
 counted), the mean seconds per trial, and the packing gain: trials per hour at k over k = 1.
+A run stopped by `--timeout-s` still counts the trials it finished.
 
 Scales: `quickstart` (studies/quickstart.yaml), `lm-gpu` (studies/lm-gpu.yaml), or a study file.
 Usage: python -m benchmarks.gpu_throughput [--scales quickstart lm-gpu] [--packs 1 2 4 8]
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -138,16 +141,35 @@ def add_packing_gains(results: list[dict]) -> None:
             r["packing_gain"] = r["trials_per_hour"] / base["trials_per_hour"]
 
 
+def run_study(cmd: list[str], timeout: int, log: Path) -> tuple[int | None, list[str]]:
+    """Run `study start`; past `timeout`, Ctrl-C it twice (the driver then fails its in-flight
+    trials and shuts its Ray down, so no worker keeps the GPU), and kill what is left after 30 s.
+    Returns (exit code or None when stopped, the log's last lines)."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            rc = None
+            for _ in range(2):
+                proc.send_signal(signal.SIGINT)
+                time.sleep(1)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    tail = log.read_text().strip().splitlines()[-3:]
+    return rc, tail + ([f"stopped after {timeout} s"] if rc is None else [])
+
+
 def run_one(study: Path, pack: int, trials: int, timeout: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="mixnas-throughput-") as tmp:
         storage = f"sqlite:///{tmp}/throughput.db"
         cmd = start_command(study, storage, pack, trials)
         start = time.perf_counter()
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-            rc, tail = proc.returncode, (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        except subprocess.TimeoutExpired:
-            rc, tail = None, [f"timed out after {timeout} s"]
+        rc, tail = run_study(cmd, timeout, Path(tmp) / "study.log")
         wall = time.perf_counter() - start
         result = {"pack": pack, "gpus_per_trial": 1 / pack, "n_trials": trials, "rc": rc,
                   "log_tail": tail}
@@ -180,16 +202,17 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     name = torch.cuda.get_device_name(0)
+    out = Path(args.out) if args.out else RESULTS / f"gpu_throughput_{device_slug(name)}.json"
     results = []
     for scale, pack, trials in plan:
         result = {"scale": scale, **run_one(args.studies[scale], pack, trials, args.timeout_s)}
         results.append(result)
+        add_packing_gains(results)
         print(json.dumps({k: result.get(k) for k in ("scale", "pack", "rc", "trained",
-                                                     "trials_per_hour")}))
-    add_packing_gains(results)
-    out = Path(args.out) if args.out else RESULTS / f"gpu_throughput_{device_slug(name)}.json"
-    write_json(out, {"environment": environment("benchmarks.gpu_throughput", argv),
-                     "device": name, "runs": results})
+                                                     "trials_per_hour", "packing_gain")}))
+        # after every run: an outer time limit keeps what was measured
+        write_json(out, {"environment": environment("benchmarks.gpu_throughput", argv),
+                         "device": name, "runs": results})
     print(f"wrote {out}")
     return 0 if all(r["rc"] == 0 for r in results) else 1
 

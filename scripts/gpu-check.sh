@@ -24,7 +24,7 @@
 #   on a lent GPU: scripts/gpu-deps.sh here once, then run "bash scripts/gpu-check.sh" there
 #   with .gpu-deps carried (see docs/gpu.md)
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 PY=${PYTHON:-python3}
 BUDGET=${GPU_CHECK_BUDGET_S:-570}
@@ -42,6 +42,8 @@ slug=$("$PY" -c 'import sys; from benchmarks.common import device_slug; print(de
   "${gpu_name:-none}" 2>/dev/null || echo none)
 XDIST=()
 "$PY" -c 'import xdist' 2>/dev/null && XDIST=(-n 8)
+read -r -a TRIALS <<<"${GPU_CHECK_TRIALS:-16 4}"
+read -r -a SCALES <<<"${GPU_CHECK_SCALES:-quickstart lm-gpu}"
 
 install_deps() {
   if "$PY" -c 'import optuna, ray, sqlalchemy, alembic' 2>/dev/null; then
@@ -65,8 +67,8 @@ EOF
 
 # name, time limit (s), command...; the command line each step runs (and checks when dry)
 STEP_NAMES=(install tests bench curves study summary)
-declare -A LIMIT=([install]=${T_INSTALL:-40} [tests]=${T_TESTS:-150} [bench]=${T_BENCH:-170}
-                  [curves]=${T_CURVES:-60} [study]=${T_STUDY:-130} [summary]=${T_SUMMARY:-20}
+declare -A LIMIT=([install]=${T_INSTALL:-40} [tests]=${T_TESTS:-140} [bench]=${T_BENCH:-170}
+                  [curves]=${T_CURVES:-60} [study]=${T_STUDY:-150} [summary]=${T_SUMMARY:-20}
                   [throughput]=${T_THROUGHPUT:-530})
 step_cmd() {
   case $1 in
@@ -77,9 +79,9 @@ step_cmd() {
                 --table "$RES/kernel_table_$slug.json") ;;
     curves) CMD=("$PY" -m benchmarks.gpu_loss_curves --out "$RES/gpu_loss_curves_$slug.json") ;;
     study) CMD=("$PY" -m benchmarks.gpu_throughput --scales quickstart --packs 4 1
-                --trials ${GPU_CHECK_TRIALS:-16 4} --timeout-s 100
+                --trials "${TRIALS[@]}" --timeout-s 70
                 --out "$RES/gpu_throughput_$slug.json") ;;
-    throughput) CMD=("$PY" -m benchmarks.gpu_throughput --scales ${GPU_CHECK_SCALES:-quickstart lm-gpu}
+    throughput) CMD=("$PY" -m benchmarks.gpu_throughput --scales "${SCALES[@]}"
                      --packs 1 2 4 8 --timeout-s 240
                      --out "$RES/gpu_throughput_full_$slug.json") ;;
     summary) CMD=("$PY" -m benchmarks.gpu_check --work "$WORK" --device "${gpu_name:-none}"

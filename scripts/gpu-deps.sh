@@ -71,5 +71,5 @@ mv "$tmp/ray.tar.xz" "$OUT/ray.tar.xz"
   echo "# made by scripts/gpu-deps.sh for Python $PYV on $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   printf '%s\n' "${specs[@]}" "$ray_spec"
 } > "$OUT/MANIFEST.txt"
-echo "gpu-deps: $(du -sh "$OUT" | cut -f1) in $OUT ($(ls "$OUT/wheels" | wc -l) wheels + Ray);" \
+echo "gpu-deps: $(du -sh "$OUT" | cut -f1) in $OUT ($(find "$OUT/wheels" -name '*.whl' | wc -l) wheels + Ray);" \
      "carry it: run(command='bash scripts/gpu-check.sh', carry=['$OUT'])"

@@ -194,6 +194,7 @@ def test_bad_overrides_are_clear_errors(monkeypatch, text, match):
         K.attention(q, q, q)
 
 
+@pytest.mark.skipif(ON_GPU, reason="forces Triton on CPU tensors (the interpreter)")
 def test_cpu_ops_keep_the_reference_path_and_the_override_reaches_them(monkeypatch):
     torch.manual_seed(0)
     q = torch.randn(1, 20, 2, 16)
@@ -278,3 +279,18 @@ def test_sdpa_and_flex_refuse_what_they_cannot_express():
         torch_ops.flex_attention(q, q, q, causal=False, window=3)
     assert torch_ops.backend_unavailable(RuntimeError("No viable backend for ..."))
     assert not torch_ops.backend_unavailable(RuntimeError("CUDA error: illegal address"))
+
+
+@pytest.mark.skipif(not ON_GPU, reason="CUDA tensors (MIXNAS_TEST_DEVICE=cuda)")
+def test_cuda_ops_take_the_defaults_and_agree_with_the_reference():
+    torch.manual_seed(0)
+    q = torch.randn(2, 256, 4, 64, device=DEVICE, dtype=torch.bfloat16)
+    k = torch.randn(2, 256, 2, 64, device=DEVICE, dtype=torch.bfloat16)
+    assert K.implementation("attention", q, k, k) == "sdpa"
+    assert K.implementation("attention", q, k, k, window=32) == "triton"
+    assert K.implementation("linear_attention", q, q, q) == "triton"
+    assert K.implementation("linear_attention", q, q, q, chunk_size=48) == "reference"
+    for window in (None, 32):
+        out = K.attention(q, k, k, window=window)
+        ref = R.attention_naive(q.double(), k.double(), k.double(), window=window)
+        assert ((out.double() - ref).norm() / ref.norm()).item() < TOL["cuda", torch.bfloat16]
