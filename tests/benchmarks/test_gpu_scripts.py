@@ -166,3 +166,24 @@ def test_the_benchmark_modules_run_as_scripts():
                               capture_output=True, text=True, env={**os.environ,
                                                                    "PYTHONPATH": str(ROOT)})
         assert proc.returncode == 0, proc.stderr
+
+
+def test_throughput_reads_trial_times_from_a_study_database(tmp_path):
+    from mixnas.dashboard.demo import build_demo_db
+
+    url = build_demo_db(tmp_path / "demo.db", n_trials=12, running=2, with_optuna=False)
+    rows = gpu_throughput.trial_times(url)
+    assert len(rows) == 12 and {r["state"] for r in rows} >= {"complete", "running"}
+    s = gpu_throughput.summarise(rows, wall=3600.0)
+    assert s["trials"] == 12 and 0 < s["trained"] <= 10 and s["span_seconds"] > 0
+
+
+def test_a_study_past_its_time_limit_is_stopped_with_ctrl_c(tmp_path):
+    code = ("import time, sys\nprint('trial 1 done', flush=True)\n"
+            "try:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n"
+            "    print('interrupted', flush=True); sys.exit(130)\n")
+    rc, tail = gpu_throughput.run_study([sys.executable, "-c", code], 2, tmp_path / "log")
+    assert rc is None and tail == ["trial 1 done", "interrupted", "stopped after 2 s"]
+    rc, tail = gpu_throughput.run_study([sys.executable, "-c", "print('ok')"], 30,
+                                        tmp_path / "log")
+    assert rc == 0 and tail == ["ok"]
