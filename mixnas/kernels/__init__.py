@@ -16,7 +16,7 @@ D / Dk / Dv head dims, C channels. Each fast form has a naive reference beside i
 decode steps for the recurrences.
 """
 
-from mixnas.kernels import dispatch
+from mixnas.kernels import dispatch, reference
 from mixnas.kernels.reference import causal_conv1d_step, delta_rule_step, linear_attention_step
 
 __all__ = [
@@ -51,6 +51,8 @@ def attention(q, k, v, causal=True, window=None, scale=None):
         ValueError: heads not a multiple of kv heads, a window without causal, window < 1,
             causal with Tq > Tk.
     """
+    if dispatch.reference_fast_path(q):
+        return reference.attention(q, k, v, causal=causal, window=window, scale=scale)
     call = dispatch.attention_call(q, k, causal, window)
     return dispatch.run(call, q, k, v, causal=causal, window=window, scale=scale)
 
@@ -76,10 +78,11 @@ def linear_attention(q, k, v, log_decay=None, scale=None, initial_state=None,
         float64 inputs) state `[B, H, Dk, Dv]`. Naive reference:
         `reference.linear_attention_recurrent`.
     """
-    call = dispatch.linear_attention_call(q, log_decay, chunk_size)
-    return dispatch.run(call, q, k, v, log_decay=log_decay, scale=scale,
-                        initial_state=initial_state, output_final_state=output_final_state,
-                        chunk_size=chunk_size)
+    kwargs = {"log_decay": log_decay, "scale": scale, "initial_state": initial_state,
+              "output_final_state": output_final_state, "chunk_size": chunk_size}
+    if dispatch.reference_fast_path(q):
+        return reference.linear_attention(q, k, v, **kwargs)
+    return dispatch.run(dispatch.linear_attention_call(q, log_decay, chunk_size), q, k, v, **kwargs)
 
 
 def delta_rule(q, k, v, beta, log_decay=None, scale=None, initial_state=None,
@@ -101,10 +104,12 @@ def delta_rule(q, k, v, beta, log_decay=None, scale=None, initial_state=None,
         o `[B, T, H, Dv]` (dtype of q), and with output_final_state the state `[B, H, Dk, Dv]`.
         Naive reference: `reference.delta_rule_recurrent`.
     """
-    call = dispatch.delta_rule_call(q, log_decay, chunk_size)
-    return dispatch.run(call, q, k, v, beta, log_decay=log_decay, scale=scale,
-                        initial_state=initial_state, output_final_state=output_final_state,
-                        chunk_size=chunk_size)
+    kwargs = {"log_decay": log_decay, "scale": scale, "initial_state": initial_state,
+              "output_final_state": output_final_state, "chunk_size": chunk_size}
+    if dispatch.reference_fast_path(q):
+        return reference.delta_rule(q, k, v, beta, **kwargs)
+    return dispatch.run(dispatch.delta_rule_call(q, log_decay, chunk_size), q, k, v, beta,
+                        **kwargs)
 
 
 def rms_norm(x, weight=None, eps=1e-6):
@@ -117,6 +122,8 @@ def rms_norm(x, weight=None, eps=1e-6):
     Returns:
         `[..., C]`, dtype of x. Reference: `reference.rms_norm`.
     """
+    if dispatch.reference_fast_path(x):
+        return reference.rms_norm(x, weight, eps=eps)
     return dispatch.run(dispatch.rowwise_call("rms_norm", x), x, weight, eps=eps)
 
 
@@ -129,6 +136,8 @@ def swiglu(gate, up):
     Returns:
         `[..., C]`. Reference: `reference.swiglu`.
     """
+    if dispatch.reference_fast_path(gate):
+        return reference.swiglu(gate, up)
     return dispatch.run(dispatch.rowwise_call("swiglu", gate), gate, up)
 
 
@@ -145,6 +154,8 @@ def causal_conv1d(x, weight, bias=None, activation=None):
         y `[B, T, C]`. Reference: `reference.causal_conv1d`; one decode step:
         `causal_conv1d_step`.
     """
+    if dispatch.reference_fast_path(x):
+        return reference.causal_conv1d(x, weight, bias=bias, activation=activation)
     return dispatch.run(dispatch.rowwise_call("causal_conv1d", x), x, weight, bias=bias,
                         activation=activation)
 
