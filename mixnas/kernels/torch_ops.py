@@ -17,7 +17,7 @@ is compiled with `torch.compile` on CUDA on first use (one compilation per shape
 """
 
 from contextlib import nullcontext
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -79,6 +79,7 @@ def sdpa_attention(q, k, v, causal=True, window=None, scale=None, backend=None):
     return o.transpose(1, 2)
 
 
+@cache
 def sdpa_candidate(name):
     """The op-signature callable of one SDPA dispatch candidate ('sdpa' lets PyTorch choose)."""
     backend = None if name == "sdpa" else name
