@@ -162,6 +162,8 @@ def _sdpa_refuses(name: str) -> Callable[[Call], str | None]:
 
 
 def _flex_refuses(call: Call) -> str | None:
+    if call.variant not in ("window", "offset"):
+        return "FlexAttention serves sliding windows and offset masks (full attention: SDPA)"
     if call.device != "cuda":
         return "FlexAttention has no backward pass on CPU"
     if call.D < 16 or call.D > 128 or call.D & (call.D - 1):

@@ -52,8 +52,8 @@ def use_table(monkeypatch, tmp_path, entries, device=H100):
 
 
 def test_defaults_without_a_table():
-    assert D.plan(cuda_call()) == ["sdpa", "triton", "flex", "reference"]
-    assert D.choice(cuda_call(variant="window")) == "triton"  # SDPA has no window
+    assert D.plan(cuda_call()) == ["sdpa", "triton", "reference"]  # flex: windows only
+    assert D.plan(cuda_call(variant="window")) == ["triton", "flex", "reference"]  # no SDPA
     assert D.choice(cuda_call(variant="offset")) == "triton"
     assert D.choice(cuda_call("linear_attention", variant="channel", chunk_size=64)) == "triton"
     assert D.choice(cuda_call("rms_norm", variant="-")) == "triton"
@@ -161,7 +161,7 @@ def test_override_forces_per_op_and_globally(monkeypatch, tmp_path):
     assert D.choice(cuda_call()) == "sdpa_cudnn"
     assert D.choice(cuda_call("swiglu", variant="-")) == "reference"
     monkeypatch.setenv(D.OVERRIDE_ENV, "flex")  # only attention has it: other ops stay automatic
-    assert D.choice(cuda_call()) == "flex"
+    assert D.choice(cuda_call(variant="window")) == "flex"
     assert D.choice(cuda_call("swiglu", variant="-")) == "triton"
     monkeypatch.setenv(D.OVERRIDE_ENV, "auto")
     assert D.choice(cuda_call()) == "triton"
