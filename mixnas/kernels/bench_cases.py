@@ -79,7 +79,7 @@ def sweep(smoke: bool, ops, lengths=None, head_dims=None, variants=None) -> list
         ("attention", "causal", long, dims),
         ("linear_attention", "token", short, dims[-1:]),
         ("delta_rule", "gated", short, dims[-1:]),
-        ("attention", "window", short, dims),
+        ("attention", "window", short, dims[-1:]),
         ("linear_attention", "channel", short, dims[-1:]),
         ("linear_attention", "none", short, dims[-1:]),
         ("delta_rule", "plain", short, dims[-1:]),

@@ -12,7 +12,7 @@ them in our (B, T, H, D) layout with our mask semantics:
   go to FlexAttention (or our kernel).
 
 Naive reference for both: `reference.attention_naive`. Nothing here imports triton; FlexAttention
-is compiled with `torch.compile` on CUDA on first use (one compilation per shape) and runs eagerly
+is compiled with `torch.compile` on CUDA on first use (automatic dynamic shapes) and runs eagerly
 (slow, for tests) elsewhere.
 """
 
@@ -114,7 +114,8 @@ def _block_mask(Tq, Tk, causal, window, device):
 def _flex(compiled):
     from torch.nn.attention.flex_attention import flex_attention
 
-    return torch.compile(flex_attention, dynamic=False) if compiled else flex_attention
+    # default dynamic=None: a second shape recompiles once with dynamic dims, later ones reuse it
+    return torch.compile(flex_attention) if compiled else flex_attention
 
 
 def flex_attention(q, k, v, causal=True, window=None, scale=None):
