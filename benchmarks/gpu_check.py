@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import tarfile
@@ -65,6 +66,28 @@ def kernel_tests(xml_path: Path) -> dict | None:
     return {**counts, "failed": failed}
 
 
+def kernel_tests_from_log(log: Path) -> dict | None:
+    """Counts from pytest's -v lines, for a run stopped before it wrote its XML report."""
+    try:
+        lines = log.read_text().splitlines()
+    except OSError:
+        return None
+    outcome = re.compile(r"\b(PASSED|FAILED|SKIPPED|ERROR)\b")
+    counts = Counter()
+    failed = []
+    for line in lines:
+        m = outcome.search(line)
+        if m and "::" in line:
+            counts[m.group(1)] += 1
+            if m.group(1) in ("FAILED", "ERROR"):
+                failed.append(next(w for w in line.split() if "::" in w))
+    if not counts:
+        return None
+    return {"tests": sum(counts.values()), "passed": counts["PASSED"],
+            "failures": counts["FAILED"], "errors": counts["ERROR"],
+            "skipped": counts["SKIPPED"], "failed": failed, "from_log": True}
+
+
 def merge(args) -> dict:
     res, slug = args.results, args.slug
     bench = _load(res / f"kernels_{slug}.json")
@@ -73,7 +96,8 @@ def merge(args) -> dict:
         "environment": environment("benchmarks.gpu_check", sys.argv[1:]),
         "device": args.device,
         "steps": [s for p in sorted(args.work.glob("*.step.json")) if (s := _load(p))],
-        "kernel_tests": kernel_tests(args.work / "kernel_tests.xml"),
+        "kernel_tests": kernel_tests(args.work / "kernel_tests.xml")
+        or kernel_tests_from_log(args.work / "tests.log"),
         "bench": None if bench is None else {
             "figures": bench.get("figures"), "environment": bench.get("environment"),
             "failed_checks": [c for c in bench.get("checks", []) if not c["ok"]],
@@ -100,7 +124,8 @@ def summary_lines(doc: dict) -> list[str]:
     t = doc["kernel_tests"]
     lines.append("kernel tests: " + ("no report" if t is None else
                  f"{t['passed']} passed, {t['failures'] + t['errors']} failed, "
-                 f"{t['skipped']} skipped"))
+                 f"{t['skipped']} skipped" + (" (from the log: stopped early)"
+                                             if t.get("from_log") else "")))
     lines += [f"  FAILED {f}" for f in (t or {}).get("failed", [])[:5]]
     figures = (doc["bench"] or {}).get("figures") or {}
     if figures.get("attention_vs_sdpa"):

@@ -152,16 +152,23 @@ def run_study(cmd: list[str], timeout: int, log: Path) -> tuple[int | None, list
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             rc = None
-            for _ in range(2):
-                proc.send_signal(signal.SIGINT)
-                time.sleep(1)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            _stop(proc)
+        except KeyboardInterrupt:  # our own limit (gpu-check's `timeout -s INT`): stop it too
+            _stop(proc)
+            raise
     tail = log.read_text().strip().splitlines()[-3:]
     return rc, tail + ([f"stopped after {timeout} s"] if rc is None else [])
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    for _ in range(2):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(1)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def run_one(study: Path, pack: int, trials: int, timeout: int) -> dict:

@@ -187,3 +187,15 @@ def test_a_study_past_its_time_limit_is_stopped_with_ctrl_c(tmp_path):
     rc, tail = gpu_throughput.run_study([sys.executable, "-c", "print('ok')"], 30,
                                         tmp_path / "log")
     assert rc == 0 and tail == ["ok"]
+
+
+def test_gpu_check_counts_tests_from_the_log_when_pytest_was_stopped(tmp_path):
+    log = tmp_path / "tests.log"
+    log.write_text("[gw0] [ 10%] PASSED tests/kernels/test_a.py::test_x[1]\n"
+                   "[gw1] [ 20%] FAILED tests/kernels/test_a.py::test_y\n"
+                   "tests/kernels/test_b.py::test_z SKIPPED (GPU-only) [ 30%]\n"
+                   "some PASSED word without a test id\n")
+    t = gpu_check.kernel_tests_from_log(log)
+    assert (t["passed"], t["failures"], t["skipped"]) == (1, 1, 1)
+    assert t["failed"] == ["tests/kernels/test_a.py::test_y"]
+    assert gpu_check.kernel_tests_from_log(tmp_path / "missing.log") is None
