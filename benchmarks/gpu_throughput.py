@@ -84,11 +84,13 @@ def trials_for(args, i: int, pack: int) -> int:
     return args.trials[0] if len(args.trials) == 1 else args.trials[i]
 
 
-def start_command(study: Path, storage: str, pack: int, trials: int) -> list[str]:
-    """The `mixnas study start` command line of one run."""
+def start_command(study: Path, storage: str, pack: int, trials: int,
+                  packing: bool = True) -> list[str]:
+    """The `mixnas study start` command line of one run (without `packing`, a checkout whose
+    `study start` has no --gpus-per-trial: one trial at a time, a whole GPU each)."""
+    share = ["--gpus-per-trial", f"{1 / pack:.6g}"] if packing else []
     return [sys.executable, "-m", "mixnas.cli", "study", "start", str(study), "--storage", storage,
-            "--workers", str(pack), "--gpus-per-trial", f"{1 / pack:.6g}", "--n-trials",
-            str(trials), "--quiet"]
+            "--workers", str(pack), *share, "--n-trials", str(trials), "--quiet"]
 
 
 def has_gpus_per_trial() -> bool:
@@ -171,10 +173,10 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def run_one(study: Path, pack: int, trials: int, timeout: int) -> dict:
+def run_one(study: Path, pack: int, trials: int, timeout: int, packing: bool = True) -> dict:
     with tempfile.TemporaryDirectory(prefix="mixnas-throughput-") as tmp:
         storage = f"sqlite:///{tmp}/throughput.db"
-        cmd = start_command(study, storage, pack, trials)
+        cmd = start_command(study, storage, pack, trials, packing)
         start = time.perf_counter()
         rc, tail = run_study(cmd, timeout, Path(tmp) / "study.log")
         wall = time.perf_counter() - start
@@ -204,15 +206,17 @@ def main(argv=None) -> int:
         print("gpu_throughput: needs a CUDA GPU (none here); --check validates the arguments",
               file=sys.stderr)
         return 2
-    if not packing:
-        print("gpu_throughput: `mixnas study start` has no --gpus-per-trial in this checkout",
-              file=sys.stderr)
-        return 2
+    if not packing:  # still measure the unpacked study through Ray: the end-to-end GPU run
+        print("gpu_throughput: `mixnas study start` has no --gpus-per-trial in this checkout: "
+              "running one trial at a time only", file=sys.stderr)
+        plan = [(scale, 1, n) for scale, pack, n in plan if pack == 1] or \
+            [(scale, 1, n) for scale, _, n in plan[:1]]
     name = torch.cuda.get_device_name(0)
     out = Path(args.out) if args.out else RESULTS / f"gpu_throughput_{device_slug(name)}.json"
     results = []
     for scale, pack, trials in plan:
-        result = {"scale": scale, **run_one(args.studies[scale], pack, trials, args.timeout_s)}
+        result = {"scale": scale, "packing": packing,
+                  **run_one(args.studies[scale], pack, trials, args.timeout_s, packing)}
         results.append(result)
         add_packing_gains(results)
         print(json.dumps({k: result.get(k) for k in ("scale", "pack", "rc", "trained",

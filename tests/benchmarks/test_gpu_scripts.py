@@ -63,6 +63,9 @@ def test_throughput_study_command_packs_trials():
     cmd = gpu_throughput.start_command(Path("s.yaml"), "sqlite:///x.db", 4, 16)
     assert cmd[cmd.index("--gpus-per-trial") + 1] == "0.25"
     assert cmd[cmd.index("--workers") + 1] == "4" and cmd[cmd.index("--n-trials") + 1] == "16"
+    # a checkout without packed trials: a whole GPU per trial (what `study start` does today)
+    assert "--gpus-per-trial" not in gpu_throughput.start_command(Path("s.yaml"), "x", 1, 4,
+                                                                  packing=False)
 
 
 def test_throughput_needs_a_gpu_and_says_so_in_one_line(capsys):
