@@ -18,8 +18,10 @@
 # says so in one line (exit 0; 1 if a command line is invalid).
 # GPU_CHECK_STEPS="bench curves" runs only those steps (then the summary, over every result
 # present): a rerun of what failed or timed out. T_<STEP>=seconds changes a step's time limit.
-# GPU_CHECK_STEPS="install throughput" runs the full packing sweep instead (quickstart and lm-gpu
-# at 1, 2, 4, 8 packed trials; GPU_CHECK_SCALES to change the scales), about 9 minutes.
+# GPU_CHECK_STEPS="install corpus throughput" runs the packing sweep instead (quickstart and
+# lm-gpu at 1, 2, 4, 8 packed trials; GPU_CHECK_SCALES to change the scales; `corpus` prepares
+# lm-gpu's BPE corpus there first). At lm-gpu's full budget (2-3 min a trial) that takes longer
+# than one 10-minute call: run it per scale, GPU_CHECK_SCALES=quickstart, then lm-gpu.
 #
 # Usage: bash scripts/gpu-check.sh
 #   on a lent GPU: scripts/gpu-deps.sh here once, then run "bash scripts/gpu-check.sh" there
@@ -70,7 +72,7 @@ EOF
 STEP_NAMES=(install tests bench curves study summary)
 declare -A LIMIT=([install]=${T_INSTALL:-40} [tests]=${T_TESTS:-140} [bench]=${T_BENCH:-170}
                   [curves]=${T_CURVES:-60} [study]=${T_STUDY:-150} [summary]=${T_SUMMARY:-20}
-                  [throughput]=${T_THROUGHPUT:-530})
+                  [throughput]=${T_THROUGHPUT:-530} [corpus]=${T_CORPUS:-300})
 step_cmd() {
   case $1 in
     install) CMD=(install_deps) ;;
@@ -85,6 +87,8 @@ step_cmd() {
     throughput) CMD=("$PY" -m benchmarks.gpu_throughput --scales "${SCALES[@]}"
                      --packs 1 2 4 8 --timeout-s 240
                      --out "$RES/gpu_throughput_full_$slug.json") ;;
+    corpus) CMD=("$PY" -m mixnas.cli data prepare "$("$PY" -c 'import sysconfig
+print(sysconfig.get_paths()["purelib"])')" -o data/site-packages-bpe8k --tokenizer bpe:8192 --quiet) ;;
     summary) CMD=("$PY" -m benchmarks.gpu_check --work "$WORK" --device "${gpu_name:-none}"
                   --results "$RES" --slug "$slug") ;;
   esac
@@ -93,7 +97,7 @@ dry_flag() {  # what turns a step's command into a check of its command line
   case $1 in
     install) CMD=("$PY" -m pip --version) ;;
     tests) CMD=(env -u MIXNAS_TEST_DEVICE "${CMD[@]:3}" --collect-only) ;;
-    bench) CMD+=(--help) ;;
+    bench | corpus) CMD+=(--help) ;;
     *) CMD+=(--check) ;;
   esac
 }
@@ -130,7 +134,9 @@ for name in "${SELECTED[@]}"; do
   [[ -f "$RES/kernel_table_$slug.json" ]] && export MIXNAS_KERNEL_TABLE="$RES/kernel_table_$slug.json"
   step_cmd "$name"
   t0=$(date +%s)
-  if [[ $name == install ]]; then
+  if [[ $name == corpus && -d data/site-packages-bpe8k ]]; then
+    echo "data/site-packages-bpe8k is prepared" > "$WORK/$name.log"; rc=0
+  elif [[ $name == install ]]; then
     install_deps > "$WORK/$name.log" 2>&1; rc=$?  # a shell function: no `timeout`; pip is quick
   else
     # SIGINT first: pytest still writes its report, the benchmarks stop their studies cleanly
