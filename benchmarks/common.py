@@ -15,10 +15,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def environment(module: str, argv: list[str] | None = None) -> dict[str, Any]:
     """The provenance block of a result: how to reproduce it and where it was measured."""
-    import optuna
     import torch
 
     import mixnas
+
+    try:
+        import optuna
+    except ImportError:  # the GPU check's summary runs even where its install step failed
+        optuna = None
 
     args = sys.argv[1:] if argv is None else argv
     return {
@@ -28,10 +32,16 @@ def environment(module: str, argv: list[str] | None = None) -> dict[str, Any]:
                     "processor": platform.machine(),
                     "load_average": [round(x, 2) for x in os.getloadavg()]},
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "optuna": optuna.__version__, "mixnas": mixnas.__version__},
+                     "optuna": optuna and optuna.__version__, "mixnas": mixnas.__version__},
     }
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def device_slug(name: str) -> str:
+    """A device name as a file-name part: 'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'."""
+    slug = "".join(c if c.isalnum() else "-" for c in name.lower())
+    return "-".join(filter(None, slug.split("-"))) or "unknown"

@@ -6,4 +6,6 @@ counter imports it), so the choice must be made before any test module is collec
 
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+# MIXNAS_TEST_DEVICE=cuda runs the kernel tests on a GPU, with compiled kernels
+if os.environ.get("MIXNAS_TEST_DEVICE", "cpu") == "cpu":
+    os.environ.setdefault("TRITON_INTERPRET", "1")

@@ -17,7 +17,8 @@ not counted by torch on either path; the Triton custom ops count them (see their
 import torch
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, register_flop_formula
 
-__all__ = ["FlopCounterMode", "attended_pairs", "attention_flops", "linear_attention_flops"]
+__all__ = ["FlopCounterMode", "attended_pairs", "attention_flops", "delta_rule_flops",
+           "linear_attention_flops"]
 
 aten = torch.ops.aten
 
@@ -46,6 +47,15 @@ def linear_attention_flops(B, T, H, Dk, Dv, chunk_size=64):
     C = chunk_size
     N = -(-T // C)
     return 2 * B * H * N * (C * C * Dk + C * C * Dv + 2 * C * Dk * Dv)
+
+
+def delta_rule_flops(B, T, H, Dk, Dv, chunk_size=64):
+    """Forward FLOPs of the chunked delta rule: in-chunk K K^T and Q K^T, the unit-triangular
+    solve for [U | W] (C^2 per right-hand side), and the scan's q S, w S, A U and K^T U."""
+    C = chunk_size
+    N = -(-T // C)
+    per_chunk = 4 * C * C * Dk + C * C * (Dk + Dv) + 2 * C * C * Dv + 6 * C * Dk * Dv
+    return B * H * N * per_chunk
 
 
 def _sdpa_cpu_pairs(q_shape, k_shape, is_causal, attn_mask):

@@ -81,13 +81,32 @@ def _banded_attention(q, k, v, window, scale, block=128):
     return torch.cat([head, rest.reshape(B, H, nb * b, -1)[:, :, : T - W]], dim=2)
 
 
+def attention_naive(q, k, v, causal=True, window=None, scale=None):
+    """Naive reference of `attention`: the explicit mask and a materialised softmax, in float32
+    (float64 for float64 inputs). q (B, Tq, H, D); k, v (B, Tk, Hkv, D). O(Tq * Tk) memory: for
+    tests and benchmarks, never for training."""
+    Tq, H, D = q.shape[1:]
+    Tk, Hkv = k.shape[1], k.shape[2]
+    acc = _acc_dtype(q)
+    scale = D ** -0.5 if scale is None else scale
+    k, v = (x.to(acc).repeat_interleave(H // Hkv, dim=2) for x in (k, v))
+    s = torch.einsum("bthd,bshd->bhts", q.to(acc), k) * scale
+    pos_q = torch.arange(Tk - Tq, Tk, device=q.device)[:, None]
+    pos_k = torch.arange(Tk, device=q.device)[None, :]
+    visible = pos_k <= pos_q if causal else torch.ones_like(pos_k <= pos_q)
+    if window is not None:
+        visible = visible & (pos_k > pos_q - window)
+    p = s.masked_fill(~visible, -math.inf).softmax(-1)
+    return torch.einsum("bhts,bshd->bthd", p, v).to(q.dtype)
+
+
 def _acc_dtype(x):
     """float32 for half/bfloat16/float32 inputs, float64 for float64 ones."""
     return torch.promote_types(x.dtype, torch.float32)
 
 
-def _decay_per_step(log_decay, B, T, H):
-    """Normalise a linear-attention log_decay to None, (B, T, H) or (B, T, H, Dk)."""
+def _decay_per_step(log_decay, B, T, H, Dk=None):
+    """Normalise a linear-attention or delta-rule log_decay to None, (B, T, H) or (B, T, H, Dk)."""
     if log_decay is None:
         return None
     g = log_decay.to(_acc_dtype(log_decay))
@@ -95,17 +114,21 @@ def _decay_per_step(log_decay, B, T, H):
         if g.shape[0] != H:
             raise ValueError(f"log_decay of shape {tuple(g.shape)} does not match {H} heads")
         return g.view(1, 1, H).expand(B, T, H)
-    if g.dim() in (3, 4) and tuple(g.shape[:3]) == (B, T, H):
+    if tuple(g.shape) == (B, T, H) or (g.dim() == 4 and tuple(g.shape[:3]) == (B, T, H)
+                                       and Dk in (None, g.shape[3])):
         return g
     raise ValueError(
         f"log_decay of shape {tuple(g.shape)} is none of (H,), (B,T,H), (B,T,H,Dk) "
-        f"for B={B}, T={T}, H={H}"
+        f"for B={B}, T={T}, H={H}, Dk={Dk}"
     )
 
 
-def _chunk_for(T, chunk_size):
+def _chunk_for(T, chunk_size, name="linear_attention"):
     """The chunk length for T steps: `chunk_size`, or the next power of two >= T when that is
-    shorter (padding a 32-step sequence to a 64-step chunk triples the CPU time of training)."""
+    shorter (padding a 32-step sequence to a 64-step chunk triples the CPU time of training).
+    Any positive integer is a valid chunk_size here (the Triton kernels take powers of two)."""
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"{name}: chunk_size must be a positive integer, got {chunk_size!r}")
     return min(chunk_size, 1 << max(0, T - 1).bit_length())
 
 
@@ -122,18 +145,20 @@ def _chunked(x, chunk_size):
 def _channel_decay_scores(q, k, b, sub):
     """Causal in-chunk scores A[t, s] = sum_d q_td k_sd exp(b_td - b_sd) for per-channel
     cumulative log decays b (..., C, Dk). Blocks below the diagonal are matmuls of q and k
-    rescaled to the decay at the query sub-chunk start (both factors <= 1); only the diagonal
-    (sub, sub) blocks need the (sub, sub, Dk) tensor of pairwise decays."""
+    rescaled to the decay at the query sub-chunk start (both factors <= 1 for decays); only the
+    diagonal
+ (sub, sub) blocks need the (sub, sub, Dk) tensor of pairwise decays."""
     C, Dk = q.shape[-2:]
     M = C // sub
     lead = tuple(q.shape[:-2])
     qs, ks, bs = (x.reshape(lead + (M, sub, Dk)) for x in (q, k, b))
     ref = bs[..., :1, :]  # (..., M, 1, Dk)
     q_ref = qs * (bs - ref).exp()
-    k_ref = k[..., None, :, :] * (ref - b[..., None, :, :]).clamp(max=0).exp()  # (..., M, C, Dk)
-    below = q_ref @ k_ref.transpose(-1, -2)  # (..., M, sub, C)
     pos = torch.arange(C, device=q.device)
-    below = below.masked_fill(pos.view(1, 1, C) >= (pos[::sub]).view(M, 1, 1), 0.0)
+    later = pos.view(1, C, 1) >= pos[::sub].view(M, 1, 1)  # key s not before sub-chunk m
+    # masked, not clamped: a positive log decay (growth) makes ref - b_s > 0 for earlier keys
+    k_ref = k[..., None, :, :] * (ref - b[..., None, :, :]).masked_fill(later, -math.inf).exp()
+    below = q_ref @ k_ref.transpose(-1, -2)  # (..., M, sub, C), zero from the sub-chunk on
     tri = torch.ones(sub, sub, dtype=torch.bool, device=q.device).tril()
     rel = (bs[..., :, None, :] - bs[..., None, :, :]).masked_fill(~tri[:, :, None], -math.inf)
     diag = (qs[..., :, None, :] * ks[..., None, :, :] * rel.exp()).sum(-1)  # (..., M, sub, sub)
@@ -208,14 +233,16 @@ def linear_attention(
     """Chunked (decayed) linear attention: S_t = exp(g_t) S_{t-1} + k_t^T v_t, o_t = scale q_t S_t.
 
     q, k: (B, T, H, Dk); v: (B, T, H, Dv); log_decay g: None, (H,), (B, T, H) or (B, T, H, Dk);
-    state (B, H, Dk, Dv). Within a chunk all decays are taken relative to the chunk start in log
-    space, so only exponentials of non-positive numbers are ever formed (exp() of a positive
-    number would overflow for strong decays).
+    state (B, H, Dk, Dv); chunk_size any positive integer. Returns o (B, T, H, Dv) and, with
+    output_final_state, the state. Within a chunk all decays are taken relative to the chunk start
+    in log space, so for decays (g <= 0) only exponentials of non-positive numbers are ever formed
+    (exp() of a positive number would overflow for strong decays); growth (g > 0) is exact too.
+    Naive reference: `linear_attention_recurrent`.
     """
     B, T, H, Dk = q.shape
     scale = Dk ** -0.5 if scale is None else scale
     acc = _acc_dtype(q)
-    g = _decay_per_step(log_decay, B, T, H)
+    g = _decay_per_step(log_decay, B, T, H, Dk)
     g = None if g is None else g.to(acc)
     C = _chunk_for(T, chunk_size)
     chunks = _linear_attention_chunks(q.to(acc), k.to(acc), v.to(acc), g, C)
@@ -223,6 +250,22 @@ def linear_attention(
     o, S = _chunk_scan(q_in, k_out, u, None, attn, decay, initial_state)
     o = _unchunk(o * scale, T).to(q.dtype)
     return (o, S) if output_final_state else o
+
+
+def _step_decay(log_decay, B, H, Dk, acc):
+    """exp(log_decay) of one step as a factor for a (B, H, Dk, Dv) state; log_decay is None, (H,),
+    (B, H) or (B, H, Dk)."""
+    if log_decay is None:
+        return None
+    g = log_decay.to(acc)
+    if g.dim() == 1 and g.shape[0] == H:
+        return g.exp().view(1, H, 1, 1)
+    if g.dim() == 2 and tuple(g.shape) == (B, H):
+        return g.exp()[..., None, None]
+    if tuple(g.shape) == (B, H, Dk):
+        return g.exp()[..., None]
+    raise ValueError(f"log_decay of shape {tuple(g.shape)} is none of (H,), (B,H), (B,H,Dk) "
+                     f"for B={B}, H={H}, Dk={Dk}")
 
 
 def linear_attention_step(q, k, v, state, log_decay=None, scale=None):
@@ -235,10 +278,7 @@ def linear_attention_step(q, k, v, state, log_decay=None, scale=None):
         state = q.new_zeros(B, H, Dk, v.shape[-1], dtype=acc)
     S = state.to(acc)
     if log_decay is not None:
-        g = log_decay.to(acc)
-        if g.dim() == 1:
-            g = g.view(1, H).expand(B, H)
-        S = S * (g.exp()[..., None, None] if g.dim() == 2 else g.exp()[..., None])
+        S = S * _step_decay(log_decay, B, H, Dk, acc)
     S = S + k.to(acc)[..., :, None] * v.to(acc)[..., None, :]
     o = (q.to(acc)[..., None, :] @ S).squeeze(-2) * scale
     return o.to(q.dtype), S
@@ -247,9 +287,10 @@ def linear_attention_step(q, k, v, state, log_decay=None, scale=None):
 def linear_attention_recurrent(
     q, k, v, log_decay=None, scale=None, initial_state=None, output_final_state=False
 ):
-    """Step-by-step form of `linear_attention` (ground truth for the chunked form)."""
+    """Step-by-step form of `linear_attention` (ground truth for the chunked form): same
+    arguments and shapes, T calls of `linear_attention_step`."""
     B, T, H, Dk = q.shape
-    g = _decay_per_step(log_decay, B, T, H)
+    g = _decay_per_step(log_decay, B, T, H, Dk)
     S = initial_state
     outs = []
     for t in range(T):
@@ -275,15 +316,23 @@ def _delta_rule_chunks(q, k, v, beta, g, C):
     bc = _chunked(beta, C)[..., None]  # (B, H, N, C, 1)
     causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
     strict = causal.clone().fill_diagonal_(False)
-    kk = kc @ kc.transpose(-1, -2)
-    attn = (qc @ kc.transpose(-1, -2)).masked_fill(~causal, 0.0)
-    if g is None:
+    if g is not None and g.dim() == 4:  # per-channel decay: Gamma[t, s] becomes a Dk vector
+        b = _chunked(g, C).cumsum(3)  # (B, H, N, C, Dk)
+        b_last = b[:, :, :, -1:]
+        sub = math.gcd(C, 8)
+        kk, attn = _channel_decay_scores(kc, kc, b, sub), _channel_decay_scores(qc, kc, b, sub)
+        q_in, w_rhs, k_out = qc * b.exp(), bc * kc * b.exp(), kc * (b_last - b).exp()
+        decay = b_last.squeeze(3).exp()  # (B, H, N, Dk)
+    elif g is None:
+        kk = kc @ kc.transpose(-1, -2)
+        attn = (qc @ kc.transpose(-1, -2)).masked_fill(~causal, 0.0)
         q_in, w_rhs, k_out, decay = qc, bc * kc, kc, None
     else:
         b = _chunked(g, C).cumsum(3)  # (B, H, N, C)
         b_last = b[:, :, :, -1:]
         gamma = (b[..., :, None] - b[..., None, :]).masked_fill(~causal, -math.inf).exp()
-        kk, attn = kk * gamma, attn * gamma
+        kk = (kc @ kc.transpose(-1, -2)) * gamma
+        attn = (qc @ kc.transpose(-1, -2)) * gamma
         q_in = qc * b.exp()[..., None]
         w_rhs = bc * kc * b.exp()[..., None]
         k_out = kc * (b_last - b).exp()[..., None]
@@ -302,14 +351,19 @@ def delta_rule(
 ):
     """Chunked (gated) delta rule with the WY/UT representation (see `_delta_rule_chunks`).
 
-    S_t = a_t S_{t-1} + beta_t k_t (v_t - a_t S_{t-1}^T k_t)^T, a_t = exp(g_t), o_t = scale q_t S_t.
-    q, k: (B, T, H, Dk) (expected L2-normalised); v: (B, T, H, Dv); beta, g: (B, T, H).
+    S_t = a_t S_{t-1} + beta_t k_t (v_t - (a_t S_{t-1})^T k_t)^T, a_t = exp(g_t),
+    o_t = scale q_t S_t (a_t a diagonal matrix for per-channel g).
+    q, k: (B, T, H, Dk) (expected L2-normalised); v: (B, T, H, Dv); beta: (B, T, H); log_decay g:
+    None, (H,), (B, T, H) or (B, T, H, Dk); state (B, H, Dk, Dv); chunk_size any positive integer.
+    Returns o (B, T, H, Dv) and, with output_final_state, the state. Naive reference:
+    `delta_rule_recurrent`.
     """
-    T, Dk = q.shape[1], q.shape[3]
+    B, T, H, Dk = q.shape
     scale = Dk ** -0.5 if scale is None else scale
     acc = _acc_dtype(q)
-    g = None if log_decay is None else log_decay.to(acc)
-    C = _chunk_for(T, chunk_size)
+    g = _decay_per_step(log_decay, B, T, H, Dk)
+    g = None if g is None else g.to(acc)
+    C = _chunk_for(T, chunk_size, "delta_rule")
     chunks = _delta_rule_chunks(q.to(acc), k.to(acc), v.to(acc), beta.to(acc), g, C)
     o, S = _chunk_scan(*chunks, initial_state)
     o = _unchunk(o * scale, T).to(q.dtype)
@@ -317,8 +371,8 @@ def delta_rule(
 
 
 def delta_rule_step(q, k, v, beta, state, log_decay=None, scale=None):
-    """One decode step of `delta_rule`: q, k (B, H, Dk), v (B, H, Dv), beta and log_decay (B, H);
-    state (B, H, Dk, Dv) or None for zeros. Returns (o, new_state)."""
+    """One decode step of `delta_rule`: q, k (B, H, Dk), v (B, H, Dv), beta (B, H); log_decay None,
+    (H,), (B, H) or (B, H, Dk); state (B, H, Dk, Dv) or None for zeros. Returns (o, new_state)."""
     B, H, Dk = q.shape
     scale = Dk ** -0.5 if scale is None else scale
     acc = _acc_dtype(q)
@@ -326,7 +380,7 @@ def delta_rule_step(q, k, v, beta, state, log_decay=None, scale=None):
         state = q.new_zeros(B, H, Dk, v.shape[-1], dtype=acc)
     S = state.to(acc)
     if log_decay is not None:
-        S = S * log_decay.to(acc).exp()[..., None, None]
+        S = S * _step_decay(log_decay, B, H, Dk, acc)
     kf = k.to(acc)
     v_old = (kf[..., None, :] @ S).squeeze(-2)
     S = S + kf[..., :, None] * (beta.to(acc)[..., None] * (v.to(acc) - v_old))[..., None, :]
@@ -337,14 +391,15 @@ def delta_rule_step(q, k, v, beta, state, log_decay=None, scale=None):
 def delta_rule_recurrent(
     q, k, v, beta, log_decay=None, scale=None, initial_state=None, output_final_state=False
 ):
-    """Step-by-step form of `delta_rule` (ground truth for the chunked form)."""
+    """Step-by-step form of `delta_rule` (ground truth for the chunked form): same arguments and
+    shapes, T calls of `delta_rule_step`."""
     B, T, H, Dk = q.shape
+    g = _decay_per_step(log_decay, B, T, H, Dk)
     S = initial_state
     outs = []
     for t in range(T):
         o, S = delta_rule_step(
-            q[:, t], k[:, t], v[:, t], beta[:, t], S,
-            None if log_decay is None else log_decay[:, t], scale,
+            q[:, t], k[:, t], v[:, t], beta[:, t], S, None if g is None else g[:, t], scale
         )
         outs.append(o)
     o = torch.stack(outs, dim=1)
@@ -354,7 +409,8 @@ def delta_rule_recurrent(
 
 
 def rms_norm(x, weight=None, eps=1e-6):
-    """x * rsqrt(mean(x^2) + eps) * weight over the last dim, computed in float32 or wider."""
+    """x * rsqrt(mean(x^2) + eps) * weight over the last dim, computed in float32 or wider.
+    x: (..., C); weight: None or (C,). Returns (..., C) in the dtype of x."""
     xf = x.to(_acc_dtype(x))
     y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
     if weight is not None:
@@ -363,7 +419,7 @@ def rms_norm(x, weight=None, eps=1e-6):
 
 
 def swiglu(gate, up):
-    """silu(gate) * up."""
+    """silu(gate) * up; gate, up: (..., C) of one shape."""
     return F.silu(gate) * up
 
 

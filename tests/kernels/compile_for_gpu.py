@@ -99,7 +99,7 @@ def scan_group():
     for d in (64, 128, 256):
         q = torch.randn(B, T, H, d)
         beta = torch.rand(B, T, H)
-        for g in (None, torch.randn(B, T, H)):
+        for g in (None, torch.randn(B, T, H), -torch.rand(B, T, H, d)):  # per-channel too
             chunks = reference._delta_rule_chunks(q, q, q, beta, g, 64)
             o, s, states = chunk_scan_fwd(*chunks, None)
             chunk_scan_bwd(o, s, *chunks, states)

@@ -8,4 +8,6 @@ tests/conftest.py is the safe place; this one covers running tests/kernels alone
 
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+# MIXNAS_TEST_DEVICE=cuda runs the kernel tests on a GPU, with compiled kernels
+if os.environ.get("MIXNAS_TEST_DEVICE", "cpu") == "cpu":
+    os.environ.setdefault("TRITON_INTERPRET", "1")

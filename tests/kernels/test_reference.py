@@ -1,4 +1,5 @@
-"""The plain-torch references agree with their recurrent ground truths and with naive forms."""
+"""The plain-torch references agree with their recurrent ground truths and with naive forms (on
+CPU, or on CUDA with MIXNAS_TEST_DEVICE=cuda, see _device.py)."""
 
 import math
 import subprocess
@@ -7,6 +8,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from _device import DEVICE
 
 from mixnas.kernels import reference as R
 
@@ -14,7 +16,7 @@ DT = torch.float64
 
 
 def rand(*shape, dtype=DT):
-    return torch.randn(*shape, dtype=dtype)
+    return torch.randn(*shape, dtype=dtype, device=DEVICE)
 
 
 def naive_attention(q, k, v, causal, window, scale):
@@ -43,6 +45,8 @@ def test_attention_matches_naive(H, Hkv, causal, window, Tq):
     q, k, v = rand(2, Tq, H, D), rand(2, Tk, Hkv, D), rand(2, Tk, Hkv, D)
     out = R.attention(q, k, v, causal=causal, window=window, scale=0.3)
     torch.testing.assert_close(out, naive_attention(q, k, v, causal, window, 0.3))
+    naive = R.attention_naive(q, k, v, causal=causal, window=window, scale=0.3)
+    torch.testing.assert_close(naive, naive_attention(q, k, v, causal, window, 0.3))
 
 
 def test_attention_gqa_equals_repeated_heads_and_window_edge_cases():
@@ -63,19 +67,30 @@ def test_attention_gqa_equals_repeated_heads_and_window_edge_cases():
 def decays(B, T, H, D):
     return {
         "none": None,
-        "head": -torch.rand(H, dtype=DT),
+        "head": -torch.rand(H, dtype=DT, device=DEVICE),
         "token": F.logsigmoid(rand(B, T, H)),
         "channel": F.logsigmoid(rand(B, T, H, D)),
     }
 
 
-@pytest.mark.parametrize("form", ["none", "head", "token", "channel"])
+def growths(B, T, H, D):
+    """Small positive log decays (a decay factor above 1), which the chunked forms must not clamp
+    (issue 14: per-channel growth was clamped to 1 in the chunked form, 7-14 % off)."""
+    shapes = {"head": (H,), "token": (B, T, H), "channel": (B, T, H, D)}
+    return {f"{form}_growth": torch.rand(*shape, dtype=DT, device=DEVICE) * 0.05
+            for form, shape in shapes.items()}
+
+
+FORMS = ["none", "head", "token", "channel", "head_growth", "token_growth", "channel_growth"]
+
+
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("T,chunk", [(45, 16), (64, 64), (7, 64), (21, 12)])
 def test_linear_attention_chunked_equals_recurrent(form, T, chunk):
     torch.manual_seed(0)
     B, H, Dk, Dv = 2, 3, 8, 5
     q, k, v = rand(B, T, H, Dk), rand(B, T, H, Dk), rand(B, T, H, Dv)
-    g = decays(B, T, H, Dk)[form]
+    g = {**decays(B, T, H, Dk), **growths(B, T, H, Dk)}[form]
     s0 = rand(B, H, Dk, Dv)
     o, s = R.linear_attention(
         q, k, v, g, scale=0.5, initial_state=s0, output_final_state=True, chunk_size=chunk
@@ -95,15 +110,17 @@ def test_plain_linear_attention_is_masked_unnormalised_attention():
     torch.testing.assert_close(R.linear_attention(q, k, v), expected)
 
 
-@pytest.mark.parametrize("gated", [False, True])
-@pytest.mark.parametrize("T,chunk", [(45, 16), (32, 32), (5, 64)])
-def test_delta_rule_chunked_equals_recurrent(gated, T, chunk):
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("T,chunk", [(45, 16), (32, 32), (5, 64), (21, 12)])
+def test_delta_rule_chunked_equals_recurrent(form, T, chunk):
+    """Every decay form, per head and per channel included (issue 14: those raised IndexError /
+    a shape RuntimeError)."""
     torch.manual_seed(0)
     B, H, Dk, Dv = 2, 2, 8, 6
     q = F.normalize(rand(B, T, H, Dk), dim=-1)
     k = F.normalize(rand(B, T, H, Dk), dim=-1)
-    v, beta = rand(B, T, H, Dv), torch.rand(B, T, H, dtype=DT)
-    g = F.logsigmoid(rand(B, T, H)) if gated else None
+    v, beta = rand(B, T, H, Dv), torch.rand(B, T, H, dtype=DT, device=DEVICE)
+    g = {**decays(B, T, H, Dk), **growths(B, T, H, Dk)}[form]
     s0 = rand(B, H, Dk, Dv)
     o, s = R.delta_rule(
         q, k, v, beta, g, initial_state=s0, output_final_state=True, chunk_size=chunk
@@ -231,8 +248,23 @@ def test_rms_norm_swiglu_and_conv_match_naive_forms():
 
 def test_bad_log_decay_shape_is_a_clear_error():
     q = rand(1, 4, 2, 3)
+    beta = torch.rand(1, 4, 2, dtype=DT, device=DEVICE)
+    for bad in (rand(3), rand(1, 4, 3), rand(1, 4, 2, 5), rand(2, 4, 2)):
+        with pytest.raises(ValueError, match="log_decay"):
+            R.linear_attention(q, q, q, bad)
+        with pytest.raises(ValueError, match="log_decay"):
+            R.delta_rule(q, q, q, beta, bad)
     with pytest.raises(ValueError, match="log_decay"):
-        R.linear_attention(q, q, q, rand(3))
+        R.delta_rule_step(q[:, 0], q[:, 0], q[:, 0], beta[:, 0], None, rand(3))
+
+
+@pytest.mark.parametrize("chunk", [0, -4, 32.0, True, None])
+def test_bad_chunk_size_is_a_clear_error(chunk):
+    q = rand(1, 4, 2, 3)
+    with pytest.raises(ValueError, match="linear_attention: chunk_size must be a positive integer"):
+        R.linear_attention(q, q, q, chunk_size=chunk)
+    with pytest.raises(ValueError, match="delta_rule: chunk_size must be a positive integer"):
+        R.delta_rule(q, q, q, q[..., 0], chunk_size=chunk)
 
 
 @pytest.mark.parametrize("window", [1, 7, 130, 200, 299])

@@ -10,6 +10,8 @@ import triton
 import triton.language as tl
 from triton import knobs
 
+from mixnas.kernels.dispatch import TRITON_CHUNK_SIZES, triton_chunk_ok
+
 INTERPRET = bool(knobs.runtime.interpret)
 if INTERPRET and type(tl.zeros).__name__ != "InterpretedFunction":
     raise RuntimeError(
@@ -42,3 +44,14 @@ def check_inputs(name, *tensors):
             )
         if INTERPRET and t.dtype == torch.bfloat16:
             raise RuntimeError(f"{name}: bfloat16 is not supported under TRITON_INTERPRET=1")
+
+
+def check_chunk_size(name, chunk_size):
+    """Refuse, saying what is accepted, a chunk size the chunked kernels cannot tile."""
+    if not triton_chunk_ok(chunk_size):
+        sizes = ", ".join(map(str, TRITON_CHUNK_SIZES))
+        raise ValueError(
+            f"{name}: chunk_size={chunk_size!r} is not supported by the Triton kernels, which take "
+            f"{sizes} (a power of two: chunks are tiles); the torch reference takes any positive "
+            f"integer (MIXNAS_KERNELS={name}=reference)"
+        )

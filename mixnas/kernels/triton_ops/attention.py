@@ -372,7 +372,9 @@ def _bwd_flops(do_shape, q_shape, k_shape, v_shape, o_shape, lse_shape, causal, 
 
 
 def attention(q, k, v, causal=True, window=None, scale=None):
-    """Triton path of `mixnas.kernels.attention` (same arguments and semantics)."""
+    """Triton path of `mixnas.kernels.attention`: q `[B, Tq, H, D]`, k/v `[B, Tk, Hkv, D]` ->
+    o `[B, Tq, H, D]` (same arguments and semantics; any head dim, padded to a power of two).
+    Naive reference: `reference.attention_naive`."""
     check_inputs("attention", q, k, v)
     H, Hkv, D = q.shape[2], k.shape[2], q.shape[3]
     if H % Hkv != 0:

@@ -169,7 +169,8 @@ def _bwd_flops(dy_shape, x_shape, w_shape, *args, out_shape=None, **kw):
 
 
 def causal_conv1d(x, weight, bias=None, activation=None):
-    """Triton path of `mixnas.kernels.causal_conv1d`."""
+    """Triton path of `mixnas.kernels.causal_conv1d`: x `[B, T, C]`, weight `[C, K]`, bias None or
+    `[C]` -> y `[B, T, C]`. Reference: `reference.causal_conv1d`."""
     check_inputs("causal_conv1d", x, weight, bias)
     if activation not in (None, "silu", "swish"):
         raise ValueError(

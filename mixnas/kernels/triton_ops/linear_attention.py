@@ -22,7 +22,7 @@ from torch.utils.flop_counter import register_flop_formula
 
 from mixnas.kernels import reference
 from mixnas.kernels.flops import linear_attention_flops
-from mixnas.kernels.triton_ops._config import INTERPRET, check_inputs, pow2
+from mixnas.kernels.triton_ops._config import INTERPRET, check_chunk_size, check_inputs, pow2
 from mixnas.kernels.triton_ops.chunk_scan import chunk_scan_fwd
 
 
@@ -380,14 +380,13 @@ def _bwd_flops(do_shape, ds_shape, q_shape, k_shape, v_shape, *args, out_shape=N
 
 def linear_attention(q, k, v, log_decay=None, scale=None, initial_state=None,
                      output_final_state=False, chunk_size=64):
-    """Triton path of `mixnas.kernels.linear_attention` (same arguments and semantics)."""
+    """Triton path of `mixnas.kernels.linear_attention` (same arguments, shapes and semantics;
+    chunk_size 16, 32 or 64). Naive reference: `reference.linear_attention_recurrent`."""
     check_inputs("linear_attention", q, k, v, log_decay, initial_state)
+    check_chunk_size("linear_attention", chunk_size)
     B, T, H, Dk = q.shape
-    if chunk_size < 16 or chunk_size & (chunk_size - 1):
-        raise ValueError(f"linear_attention: chunk_size must be a power of two >= 16, "
-                         f"got {chunk_size}")
     scale = Dk ** -0.5 if scale is None else float(scale)
-    g = reference._decay_per_step(log_decay, B, T, H)
+    g = reference._decay_per_step(log_decay, B, T, H, Dk)
     if g is not None and g.dim() == 4:
         chunks = reference._linear_attention_chunks(q.float(), k.float(), v.float(), g.float(),
                                                     chunk_size)

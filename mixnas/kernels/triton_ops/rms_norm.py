@@ -129,6 +129,7 @@ def _bwd_flops(dy_shape, *args, out_shape=None, **kw):
 
 
 def rms_norm(x, weight=None, eps=1e-6):
-    """Triton path of `mixnas.kernels.rms_norm`."""
+    """Triton path of `mixnas.kernels.rms_norm`: x `[..., C]`, weight None or `[C]` -> `[..., C]`.
+    Reference: `reference.rms_norm`."""
     check_inputs("rms_norm", x, weight)
     return rms_norm_fwd(x, weight, float(eps))[0]

@@ -89,7 +89,8 @@ def _bwd_flops(dy_shape, *args, out_shape=None, **kw):
 
 
 def swiglu(gate, up):
-    """Triton path of `mixnas.kernels.swiglu`."""
+    """Triton path of `mixnas.kernels.swiglu`: gate, up `[..., C]` -> silu(gate) * up `[..., C]`.
+    Reference: `reference.swiglu`."""
     check_inputs("swiglu", gate, up)
     if gate.shape != up.shape:
         raise ValueError(f"swiglu: gate {tuple(gate.shape)} and up {tuple(up.shape)} differ")
