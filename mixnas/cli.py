@@ -13,7 +13,7 @@ import sys
 
 from mixnas.commands import bench, dashboard, data, model, space, study
 from mixnas.commands.common import DEFAULT_STORAGE, EXIT_INTERRUPTED, EXIT_USAGE
-from mixnas.errors import MixnasError
+from mixnas.errors import MixnasError, first_line
 
 __all__ = ["DEFAULT_STORAGE", "build_parser", "main"]
 
@@ -54,9 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except (MixnasError, ValueError, LookupError, FileExistsError, FileNotFoundError) as exc:
         if os.environ.get("MIXNAS_DEBUG"):
             raise
-        message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"mixnas: error: {message.splitlines()[0] if message else type(exc).__name__}",
-              file=sys.stderr)
+        print(f"mixnas: error: {first_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
 
 

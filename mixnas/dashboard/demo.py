@@ -213,7 +213,15 @@ def _trial_row(number: int, arch, state: str, values: dict, started, seconds: fl
 
 
 def _write_optuna_study(url: str, study_name: str, trials: list[dict]) -> None:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per study otherwise
+    try:
+        _add_optuna_trials(url, study_name, trials)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _add_optuna_trials(url: str, study_name: str, trials: list[dict]) -> None:
     storage = optuna_storage(url)
     study = optuna.create_study(
         storage=storage, study_name=study_name, directions=[o["direction"] for o in OBJECTIVES]
