@@ -38,6 +38,10 @@ def did_you_mean(name: object, known: Iterable[object]) -> str:
 
 
 def first_line(error: BaseException) -> str:
-    """An exception as one line: its message's first line, or its type's name when it has none."""
-    lines = str(error).strip().splitlines()
+    """An exception as one line: its message's first line, or its type's name when it has none.
+
+    A KeyError's message is its key as given, not the key's repr that `str(KeyError)` gives.
+    """
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    lines = text.strip().splitlines()
     return lines[0] if lines else type(error).__name__

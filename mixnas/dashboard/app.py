@@ -1,17 +1,14 @@
 """The dashboard web app: HTML pages, static files and a JSON API over the study database.
 
 Read-only by construction: every route answers GET (and HEAD) only, the store opens the database
-read-only, and nothing here trains or builds a model (torch is never imported). Pareto fronts and
-hypervolume are computed here so the browser receives small payloads.
+read-only, and nothing here trains or builds a model (torch is never imported). This module wires
+the pages, static files and security middleware; the endpoints are in `dashboard/api.py`.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
-import math
-import re
-from datetime import datetime
 from html import escape
 from pathlib import Path
 
@@ -26,15 +23,13 @@ from starlette.responses import (
     FileResponse,
     HTMLResponse,
     JSONResponse,
-    PlainTextResponse,
     Response,
 )
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from mixnas.dashboard.store import NotFound, Store, finite
-from mixnas.pareto import hypervolume_history, reference_point, to_loss
-from mixnas.storage import TRIAL_STATES
+from mixnas.dashboard.api import Api, query
+from mixnas.dashboard.store import Store
 
 STATIC = Path(__file__).parent / "static"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
@@ -51,207 +46,35 @@ SECURITY_HEADERS = [
 ]
 
 
-class BadRequest(HTTPException):
-    def __init__(self, detail: str):
-        super().__init__(400, detail)
-
-
 def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Starlette:
-    """The ASGI app over `storage_url`; `allowed_hosts` guards a loopback server against DNS
-    rebinding (`serve` sets it)."""
+    """The dashboard's ASGI app.
+
+    Args:
+        storage_url: SQLAlchemy URL of the study database, opened read-only.
+        allowed_hosts: Host names the app answers; `serve` sets the loopback names for a
+            loopback server, which guards it against DNS rebinding. None answers any host.
+
+    Returns:
+        The Starlette app: the pages, the static files and the JSON API.
+    """
     store = Store(storage_url)
+    api = Api(store)
     _gzipped(PLOTLY_JS)  # at start-up rather than in the first page load
-
-    # -- helpers -------------------------------------------------------------------------------
-
-    def query(request: Request, *allowed: str) -> dict[str, str]:
-        unknown = sorted(set(request.query_params) - set(allowed))
-        if unknown:
-            known = ", ".join(allowed) or "none"
-            raise BadRequest(f"unknown query parameter {unknown[0]!r} (accepted: {known})")
-        return dict(request.query_params)
-
-    def study_of(request: Request, summary: bool = False) -> dict:
-        try:
-            return store.study(request.path_params["name"], summary)
-        except NotFound as error:
-            raise HTTPException(404, str(error)) from error
-
-    def objectives_of(study: dict, names: list[str]) -> list[dict]:
-        by_name = {o["name"]: o for o in study["objectives"]}
-        for name in names:
-            if name not in by_name:
-                raise BadRequest(
-                    f"unknown objective {name!r}; study {study['name']!r} has: "
-                    + ", ".join(by_name)
-                )
-        if len(set(names)) != len(names):
-            raise BadRequest(f"objectives must differ, got {names}")
-        return [by_name[name] for name in names]
-
-    def axes(study: dict, params: dict[str, str], default: list[str]) -> list[dict]:
-        if ("x" in params) != ("y" in params):
-            raise BadRequest("give both x and y, or neither")
-        names = [params["x"], params["y"]] if "x" in params else default
-        return objectives_of(study, names)
-
-    def trial_of(request: Request) -> dict:
-        p = request.path_params
-        try:
-            if "id" in p:
-                return store.trial(None, None, trial_id=p["id"])
-            return store.trial(p["name"], p["number"])
-        except NotFound as error:
-            raise HTTPException(404, str(error)) from error
-
-    # -- pages ---------------------------------------------------------------------------------
-
-    def page(name: str):
-        def endpoint(request: Request):
-            query(request)
-            p = request.path_params
-            if "name" in p and not store.exists(p["name"], p.get("number")):
-                what = f"trial {p['number']} of " if "number" in p else ""
-                raise HTTPException(404, f"no {what}study {p['name']!r}")
-            return FileResponse(STATIC / name, headers={"cache-control": "no-cache"})
-
-        return endpoint
-
-    def plotly_js(request: Request):
-        headers = {"cache-control": "max-age=86400", "vary": "accept-encoding"}
-        if "gzip" not in request.headers.get("accept-encoding", ""):
-            return FileResponse(PLOTLY_JS, headers=headers)
-        headers["content-encoding"] = "gzip"  # GZipMiddleware leaves encoded answers alone
-        return Response(_gzipped(PLOTLY_JS), media_type="text/javascript", headers=headers)
-
-    # -- API -----------------------------------------------------------------------------------
-
-    def api_studies(request: Request):
-        query(request)
-        return JSONResponse({"studies": store.studies()})
-
-    def api_study(request: Request):
-        query(request)
-        return JSONResponse(study_of(request, summary=True))
-
-    def api_trials(request: Request):
-        params = query(request, "state", "since")
-        study = study_of(request)
-        states = [s for s in params.get("state", "").split(",") if s]
-        for state in states:
-            if state not in TRIAL_STATES:
-                raise BadRequest(f"unknown state {state!r}; states are: {', '.join(TRIAL_STATES)}")
-        since = None
-        if "since" in params:
-            try:
-                since = datetime.fromisoformat(params["since"])
-            except ValueError as error:
-                raise BadRequest(
-                    f"since must be the ISO timestamp cursor of an earlier answer, "
-                    f"got {params['since']!r}"
-                ) from error
-        names = [o["name"] for o in study["objectives"]]
-        return JSONResponse(store.trial_rows(study["id"], names, states, since))
-
-    def api_pareto(request: Request):
-        study = study_of(request)
-        objectives = axes(study, query(request, "x", "y"), [o["name"] for o in study["objectives"]])
-        front = store.front(study["id"], objectives)
-        return JSONResponse(
-            {
-                "objectives": objectives,
-                "trials": [p.number for p in front],
-                "values": [[finite(v) for v in p.values] for p in front],
-            }
-        )
-
-    def api_hypervolume(request: Request):
-        study = study_of(request)
-        names = [o["name"] for o in study["objectives"]]
-        if len(names) < 2:
-            raise BadRequest(f"study {study['name']!r} has one objective; hypervolume needs two")
-        objectives = axes(study, query(request, "x", "y"), names[:2])
-        names = [o["name"] for o in objectives]
-        directions = [o["direction"] for o in objectives]
-        points = [
-            (p.number, to_loss(p.values, directions))
-            for p in store.points(study["id"], names)
-            if all(math.isfinite(v) for v in p.values)
-        ]
-        ref = reference_point([p for _, p in points]) if points else None
-        return JSONResponse(
-            {
-                "objectives": objectives,
-                "reference": ref and list(to_loss(ref, directions)),
-                "trials": [number for number, _ in points],
-                "hypervolume": hypervolume_history([p for _, p in points], ref) if points else [],
-            }
-        )
-
-    def api_trial(request: Request):
-        query(request)
-        trial = trial_of(request)
-        front = store.front(trial["study_id"], trial["objectives"])
-        # one point per design: a trial that reused a front design's result is on the front too
-        trial["on_front"] = trial["state"] == "complete" and any(
-            p.number == trial["number"] or (p.design and p.design == trial["arch_hash"])
-            for p in front
-        )
-        del trial["arch_json"]  # the page uses the parsed `arch`
-        return JSONResponse(trial)
-
-    def api_code(request: Request):
-        params = query(request, "vocab_size", "download")
-        trial = trial_of(request)
-        if not trial["arch_json"]:
-            raise HTTPException(404, f"trial {trial['number']} has no architecture")
-        vocab_size = trial["vocab_size"]
-        if "vocab_size" in params:
-            if not re.fullmatch(r"[1-9][0-9]{0,8}", params["vocab_size"]):
-                raise BadRequest(
-                    f"vocab_size must be a positive integer, not {params['vocab_size']!r}"
-                )
-            vocab_size = int(params["vocab_size"])
-        if vocab_size is None:
-            raise BadRequest("the study does not record a vocabulary size; pass ?vocab_size=N")
-        if params.get("download", "0") not in ("0", "1"):
-            raise BadRequest(f"download must be 0 or 1, got {params['download']!r}")
-        try:
-            code = _generated_code(trial["arch_json"], vocab_size)
-        except ImportError as error:
-            raise HTTPException(501, f"code export is unavailable: {error}") from error
-        except (ValueError, KeyError) as error:
-            raise HTTPException(422, f"cannot export trial {trial['number']}: {error}") from error
-        headers = {}
-        if params.get("download") == "1":
-            stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", trial["study"])
-            headers["content-disposition"] = (
-                f'attachment; filename="{stem}_trial{trial["number"]}.py"'
-            )
-        return PlainTextResponse(code, media_type="text/x-python", headers=headers)
-
-    # -- errors --------------------------------------------------------------------------------
-
-    def http_error(request: Request, error: HTTPException):
-        if request.url.path.startswith("/api/"):
-            return JSONResponse({"error": error.detail}, error.status_code, headers=error.headers)
-        return HTMLResponse(_error_page(error.status_code, error.detail), error.status_code)
-
     routes = [
-        Route("/", page("studies.html")),
-        Route("/studies/{name}", page("study.html")),
-        Route("/studies/{name}/trials/{number:int}", page("trial.html")),
-        Route("/vendor/plotly.min.js", plotly_js),
+        Route("/", _page(store, "studies.html")),
+        Route("/studies/{name}", _page(store, "study.html")),
+        Route("/studies/{name}/trials/{number:int}", _page(store, "trial.html")),
+        Route("/vendor/plotly.min.js", _plotly_js),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
-        Route("/api/studies", api_studies),
-        Route("/api/studies/{name}", api_study),
-        Route("/api/studies/{name}/trials", api_trials),
-        Route("/api/studies/{name}/pareto", api_pareto),
-        Route("/api/studies/{name}/hypervolume", api_hypervolume),
-        Route("/api/studies/{name}/trials/{number:int}", api_trial),
-        Route("/api/studies/{name}/trials/{number:int}/code", api_code),
-        Route("/api/trials/{id:int}", api_trial),
-        Route("/api/trials/{id:int}/code", api_code),
+        Route("/api/studies", api.studies),
+        Route("/api/studies/{name}", api.study),
+        Route("/api/studies/{name}/trials", api.trials),
+        Route("/api/studies/{name}/pareto", api.pareto),
+        Route("/api/studies/{name}/hypervolume", api.hypervolume),
+        Route("/api/studies/{name}/trials/{number:int}", api.trial),
+        Route("/api/studies/{name}/trials/{number:int}/code", api.code),
+        Route("/api/trials/{id:int}", api.trial),
+        Route("/api/trials/{id:int}/code", api.code),
     ]
     middleware = [Middleware(SecurityHeaders), Middleware(GZipMiddleware, minimum_size=2048)]
     if allowed_hosts:
@@ -259,8 +82,36 @@ def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Star
     return Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={HTTPException: http_error},
+        exception_handlers={HTTPException: _http_error},
     )
+
+
+def _page(store: Store, name: str):
+    """The endpoint of one HTML page: a 404 when its study (or trial) does not exist."""
+
+    def endpoint(request: Request):
+        query(request)
+        p = request.path_params
+        if "name" in p and not store.exists(p["name"], p.get("number")):
+            what = f"trial {p['number']} of " if "number" in p else ""
+            raise HTTPException(404, f"no {what}study {p['name']!r}")
+        return FileResponse(STATIC / name, headers={"cache-control": "no-cache"})
+
+    return endpoint
+
+
+def _plotly_js(request: Request):
+    headers = {"cache-control": "max-age=86400", "vary": "accept-encoding"}
+    if "gzip" not in request.headers.get("accept-encoding", ""):
+        return FileResponse(PLOTLY_JS, headers=headers)
+    headers["content-encoding"] = "gzip"  # GZipMiddleware leaves encoded answers alone
+    return Response(_gzipped(PLOTLY_JS), media_type="text/javascript", headers=headers)
+
+
+def _http_error(request: Request, error: HTTPException):
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": error.detail}, error.status_code, headers=error.headers)
+    return HTMLResponse(_error_page(error.status_code, error.detail), error.status_code)
 
 
 class SecurityHeaders:
@@ -279,15 +130,6 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-@functools.lru_cache(maxsize=256)
-def _generated_code(arch_json: str, vocab_size: int) -> str:
-    """Export's source for an architecture; imported lazily because export needs torch."""
-    from mixnas.export import generate_code
-    from mixnas.search_space.architecture import Architecture
-
-    return generate_code(Architecture.from_json(arch_json), vocab_size)
 
 
 @functools.cache

@@ -146,43 +146,7 @@ def build_demo_db(
             state = rng.choices(["complete", "pruned", "failed", "infeasible"], [80, 8, 5, 5])[0]
         started = START + timedelta(seconds=40 * number)
         seconds = rng.uniform(30, 300)
-        params = _param_count(arch)
-        trial = {
-            "number": number,
-            "state": state,
-            "arch_json": arch.canonical_json(),
-            "arch_hash": arch.hash,
-            "baseline": arch.name,
-            "values": values if state == "complete" else None,
-            "metrics": None,
-            "profile": None,
-            "failure_reason": None,
-            "started_at": started,
-            "finished_at": None if state == "running" else started + timedelta(seconds=seconds),
-            "compute_seconds": None if state == "running" else round(seconds, 1),
-        }
-        if state in ("complete", "pruned", "running"):
-            trial["profile"] = {
-                "params": params,
-                "flops_per_token": 6 * params,
-                "latency_ms": values["latency_ms"],
-                "peak_memory_mb": round(params * 16 / 2**20 + 40, 1),
-                "tokens_per_s": round(64 * 256 / values["latency_ms"] * 1e3),
-            }
-        if state == "complete":
-            trial["metrics"] = {
-                "loss": values["loss"],
-                "mqar_acc": values["mqar_acc"],
-                "mad": {
-                    "recall": round(rng.uniform(0.5, 1), 3),
-                    "selective_copy": round(rng.uniform(0.3, 1), 3),
-                },
-            }
-        if state == "infeasible":
-            trial["values"] = {"latency_ms": values["latency_ms"]}
-            trial["failure_reason"] = f"params {params / 1e6:.2f}M exceed the 1.00M budget"
-        if state == "failed":
-            trial["failure_reason"] = "RuntimeError: loss is NaN at step 200 (lr too high?)"
+        trial = _trial_row(number, arch, state, values, started, seconds, rng)
         # infeasible trials never train: no curve
         steps = {"complete": 1200, "pruned": 300, "running": 400, "failed": 200}.get(state, -1)
         trials.append(trial)
@@ -205,8 +169,59 @@ def build_demo_db(
     return url
 
 
+def _trial_row(number: int, arch, state: str, values: dict, started, seconds: float,
+               rng: random.Random) -> dict:
+    """One trial as `RDBStorage.add_trials` takes it: profile, metrics or failure by state."""
+    params = _param_count(arch)
+    trial = {
+        "number": number,
+        "state": state,
+        "arch_json": arch.canonical_json(),
+        "arch_hash": arch.hash,
+        "baseline": arch.name,
+        "values": values if state == "complete" else None,
+        "metrics": None,
+        "profile": None,
+        "failure_reason": None,
+        "started_at": started,
+        "finished_at": None if state == "running" else started + timedelta(seconds=seconds),
+        "compute_seconds": None if state == "running" else round(seconds, 1),
+    }
+    if state in ("complete", "pruned", "running"):
+        trial["profile"] = {
+            "params": params,
+            "flops_per_token": 6 * params,
+            "latency_ms": values["latency_ms"],
+            "peak_memory_mb": round(params * 16 / 2**20 + 40, 1),
+            "tokens_per_s": round(64 * 256 / values["latency_ms"] * 1e3),
+        }
+    if state == "complete":
+        trial["metrics"] = {
+            "loss": values["loss"],
+            "mqar_acc": values["mqar_acc"],
+            "mad": {
+                "recall": round(rng.uniform(0.5, 1), 3),
+                "selective_copy": round(rng.uniform(0.3, 1), 3),
+            },
+        }
+    if state == "infeasible":
+        trial["values"] = {"latency_ms": values["latency_ms"]}
+        trial["failure_reason"] = f"params {params / 1e6:.2f}M exceed the 1.00M budget"
+    if state == "failed":
+        trial["failure_reason"] = "RuntimeError: loss is NaN at step 200 (lr too high?)"
+    return trial
+
+
 def _write_optuna_study(url: str, study_name: str, trials: list[dict]) -> None:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per study otherwise
+    try:
+        _add_optuna_trials(url, study_name, trials)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _add_optuna_trials(url: str, study_name: str, trials: list[dict]) -> None:
     storage = optuna_storage(url)
     study = optuna.create_study(
         storage=storage, study_name=study_name, directions=[o["direction"] for o in OBJECTIVES]

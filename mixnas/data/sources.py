@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mixnas.errors import DataError
+from mixnas.errors import DataError, first_line
 
 TEXT_SUFFIXES = (".txt", ".md", ".rst", ".py", ".text", ".markdown")
 STRUCTURED = {".jsonl": "jsonl", ".parquet": "parquet"}
@@ -127,7 +127,7 @@ def _parquet(path: Path) -> Iterator[bytes]:
     try:
         table = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises its own ArrowInvalid
-        raise DataError(f"{path}: not a parquet file ({str(exc).splitlines()[0]})") from None
+        raise DataError(f"{path}: not a parquet file ({first_line(exc)})") from None
     if "text" not in table.schema_arrow.names:
         names = ", ".join(table.schema_arrow.names)
         raise DataError(f"{path}: no 'text' column (columns: {names})")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixnas.errors import DataError
+from mixnas.errors import DataError, first_line
 
 EOT = "<|endoftext|>"  # the document separator of BPE corpora
 MIN_BPE_VOCAB, MAX_VOCAB = 257, 1 << 24  # above the byte alphabet; ids must fit in uint32 bins
@@ -99,8 +99,8 @@ class BPETokenizer:
         try:
             tok = Tokenizer.from_file(str(path))
         except Exception as exc:  # the Rust side raises plain Exception subclasses
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DataError(f"{path}: not a tokenizers tokenizer.json ({first})") from None
+            raise DataError(
+                f"{path}: not a tokenizers tokenizer.json ({first_line(exc)})") from None
         if tok.get_vocab_size(with_added_tokens=True) > MAX_VOCAB:
             raise DataError(f"{path}: vocabulary larger than {MAX_VOCAB}")
         return cls(tok, str(path))

@@ -7,40 +7,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from mixnas.errors import ConfigError
 from mixnas.evaluator.evaluation import EvalResult, evaluate
 from mixnas.evaluator.tasks import get_task
-from mixnas.search_space.architecture import Architecture
-from mixnas.search_space.baselines import BASELINES, get_baseline
+from mixnas.search_space.baselines import load_architecture
 from mixnas.yamlfile import parse_yaml, plain
 
 DEFAULT_STEPS = 500
 BUDGET_KEYS = ("steps", "tokens", "rungs", "eval_every")
-
-
-def load_architecture(spec: str) -> Architecture:
-    """An architecture from a YAML/JSON file, or a baseline by name."""
-    path = Path(spec)
-    if path.is_file():
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: malformed YAML: {exc}") from None
-        try:
-            return Architecture.from_dict(data)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-    if spec in BASELINES:
-        return get_baseline(spec)
-    raise ConfigError(
-        f"{spec!r} is neither an architecture file nor a baseline; "
-        f"baselines: {', '.join(sorted(BASELINES))}"
-    )
 
 
 def parse_sets(task_name: str, sets: list[str], budget_steps: int | None) -> dict[str, Any]:

@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
-from mixnas.errors import StudyNotFound
+from mixnas.errors import ConfigError, StudyNotFound, first_line
 from mixnas.export.exporter import ExportError, check_target
 from mixnas.export.hf import check_format, study_context, study_exporter, target_files
+from mixnas.search_space import baselines
 from mixnas.search_space.architecture import Architecture
-from mixnas.search_space.baselines import BASELINES, get_baseline
 from mixnas.search_space.model import build_model
 from mixnas.storage import RDBStorage, StudyRecord, TrialRecord
 
@@ -95,29 +94,16 @@ def export_from_file(
 
 
 def load_architecture(arch_path: str | os.PathLike) -> Architecture:
-    """An Architecture from a YAML/JSON file (a mapping, or a baseline's name) or a baseline name;
-    checked by building it on the meta device, so a bad file fails here naming the file."""
-    path = Path(arch_path)
-    if not path.exists():
-        if str(arch_path) in BASELINES:
-            return get_baseline(str(arch_path))
-        known = ", ".join(sorted(BASELINES))
-        raise ExportError(f"{path}: no such file, nor a baseline name (baselines: {known})")
+    """`search_space.baselines.load_architecture`, checked by building the model on the meta
+    device, so that a bad file fails here naming the file; every problem is an ExportError."""
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise ExportError(f"{path}: cannot read the architecture: {_one_line(err)}") from None
-    if isinstance(data, str):
-        if data not in BASELINES:
-            known = ", ".join(sorted(BASELINES))
-            raise ExportError(f"{path}: {data!r} is not a baseline (baselines: {known})")
-        return get_baseline(data)
-    try:
-        arch = Architecture.from_dict(data)
+        arch = baselines.load_architecture(arch_path)
         with torch.device("meta"):
             build_model(arch, DEFAULT_VOCAB_SIZE)
+    except ConfigError as err:
+        raise ExportError(str(err)) from None
     except (ValueError, KeyError, TypeError) as err:
-        raise ExportError(f"{path}: not a valid architecture: {_one_line(err)}") from None
+        raise ExportError(f"{arch_path}: not a valid architecture: {first_line(err)}") from None
     return arch
 
 
@@ -131,7 +117,7 @@ def _trial_job(
     try:
         arch = Architecture.from_json(trial.arch_json)
     except ValueError as err:
-        raise ExportError(f"{where}: stored architecture is invalid: {_one_line(err)}") from None
+        raise ExportError(f"{where}: stored architecture is invalid: {first_line(err)}") from None
     if arch.name is None and trial.baseline:
         arch.name = trial.baseline
     weights = storage.get_weights(trial)
@@ -152,7 +138,3 @@ def _trial_job(
         "metrics": trial.metrics,
     }
     return arch, vocab_size, out_dir, None if weights is None else weights.data, metadata
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) if str(err) else type(err).__name__

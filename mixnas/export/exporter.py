@@ -46,7 +46,7 @@ def export_architecture(
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
         raise ExportError(f"vocab_size must be a positive integer, got {vocab_size!r}")
     out = check_target(out_dir, force)
-    weights = None if state_dict is None else _weights_bytes(arch, vocab_size, state_dict)
+    weights = None if state_dict is None else weights_bytes(arch, vocab_size, state_dict)
     contents: dict[str, str | bytes] = {
         "model.py": generate_code(arch, vocab_size),
         "config.json": json.dumps(config_dict(arch, vocab_size), indent=2, sort_keys=True) + "\n",
@@ -61,7 +61,7 @@ def export_architecture(
     written = []
     for name in FILES:
         if name in contents:
-            written.append(_write(out / name, contents[name]))
+            written.append(write_file(out / name, contents[name]))
     return written
 
 
@@ -78,7 +78,7 @@ def check_target(out_dir: str | os.PathLike, force: bool, files: tuple[str, ...]
     return out
 
 
-def _write(path: Path, content: str | bytes) -> Path:
+def write_file(path: Path, content: str | bytes) -> Path:
     """Write through a temporary file so that a failed export never leaves half a file."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(content.encode() if isinstance(content, str) else content)
@@ -86,7 +86,7 @@ def _write(path: Path, content: str | bytes) -> Path:
     return path
 
 
-def _weights_bytes(
+def weights_bytes(
     arch: Architecture, vocab_size: int, state_dict: Mapping[str, torch.Tensor] | bytes
 ) -> bytes:
     """The weights as safetensors bytes, after checking that they fit the architecture."""
@@ -168,7 +168,7 @@ def search_record(metadata: Mapping[str, Any] | None) -> list[str]:
     if not rows:
         return []
     return ["", "## Search record", "", "| key | value |", "|---|---|"] + [
-        f"| {_cell(key)} | {_cell(value)} |" for key, value in rows
+        f"| {table_cell(key)} | {table_cell(value)} |" for key, value in rows
     ]
 
 
@@ -182,6 +182,7 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _cell(value: Any) -> str:
+def table_cell(value: Any) -> str:
+    """`value` as one Markdown table cell: floats to 6 digits, whitespace folded, pipes escaped."""
     text = f"{value:.6g}" if isinstance(value, float) else str(value)
     return " ".join(text.split()).replace("|", "\\|")

@@ -24,9 +24,9 @@ import torch
 from mixnas.export.codegen import RUNTIME, CodeFile, assemble, config_dict, generate_code
 from mixnas.export.exporter import (
     ExportError,
-    _weights_bytes,
-    _write,
     check_target,
+    weights_bytes,
+    write_file,
 )
 from mixnas.export.hf_card import model_card
 from mixnas.export.hf_tokenizer import TOKENIZER_FILES, TokenizerPlan, plan_tokenizer
@@ -147,7 +147,7 @@ def export_hf(
     for name in HF_FILES:  # only reachable with force: never keep an earlier export's files
         if name not in contents and (out / name).exists():
             (out / name).unlink()
-    return [_write(out / name, contents[name]) for name in HF_FILES if name in contents]
+    return [write_file(out / name, contents[name]) for name in HF_FILES if name in contents]
 
 
 def hf_files(
@@ -164,7 +164,7 @@ def hf_files(
 
     if state_dict is None:
         state_dict = initial_weights(arch, vocab_size)
-    weights = hf_weights(_weights_bytes(arch, vocab_size, state_dict))
+    weights = hf_weights(weights_bytes(arch, vocab_size, state_dict))
     special = {} if tokenizer is None else tokenizer.special_ids
     train = study.train or {}
     config = {

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mixnas.export.exporter import _cell, search_record
+from mixnas.export.exporter import search_record, table_cell
 from mixnas.search_space.architecture import Architecture
 
 if TYPE_CHECKING:
@@ -58,8 +58,8 @@ def _origin(metadata: Mapping[str, Any] | None) -> str:
     if study is None:
         return "of a mixnas architecture (mixnas: search over sequence-mixer designs)"
     return (
-        f"found by mixnas's architecture search (study {_cell(study)}, trial "
-        f"{_cell((metadata or {}).get('trial'))})"
+        f"found by mixnas's architecture search (study {table_cell(study)}, trial "
+        f"{table_cell((metadata or {}).get('trial'))})"
     )
 
 
@@ -130,7 +130,7 @@ def _architecture(
     ]
     for i, layer in enumerate(arch.canonical_dict()["layers"]):
         token, channel = _mixer_text(layer["token_mixer"]), _mixer_text(layer["channel_mixer"])
-        lines.append(f"| {i} | {_cell(token)} | {_cell(channel)} |")
+        lines.append(f"| {i} | {table_cell(token)} | {table_cell(channel)} |")
     return lines
 
 
@@ -157,6 +157,7 @@ def _objectives(study: StudyContext, metadata: Mapping[str, Any] | None) -> list
     lines = ["", "## Objectives", "", "| objective | direction | this trial |", "|---|---|---|"]
     for objective in objectives:
         value = values.get(objective.get("name"))
-        shown = "-" if value is None else _cell(value)
-        lines.append(f"| {_cell(objective.get('name'))} | {objective.get('direction')} | {shown} |")
+        shown = "-" if value is None else table_cell(value)
+        name = table_cell(objective.get("name"))
+        lines.append(f"| {name} | {objective.get('direction')} | {shown} |")
     return lines

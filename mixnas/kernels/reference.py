@@ -28,14 +28,7 @@ def attention(q, k, v, causal=True, window=None, scale=None):
     """
     Tq, H, D = q.shape[1:]
     Tk, Hkv = k.shape[1], k.shape[2]
-    if H % Hkv != 0:
-        raise ValueError(f"attention: {H} query heads is not a multiple of {Hkv} key/value heads")
-    if window is not None and not causal:
-        raise ValueError("attention: window requires causal=True")
-    if window is not None and window < 1:
-        raise ValueError(f"attention: window must be >= 1, got {window}")
-    if causal and Tq > Tk:
-        raise ValueError("attention: causal attention needs at least as many keys as queries")
+    check_attention(q, k, causal, window)
     scale = D ** -0.5 if scale is None else scale
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
     if Hkv != H:
@@ -57,6 +50,22 @@ def attention(q, k, v, causal=True, window=None, scale=None):
             mask = mask & (pos_k > pos_q - window)
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     return o.transpose(1, 2)
+
+
+def check_attention(q, k, causal, window):
+    """Raise ValueError unless q (B, Tq, H, D) and k (B, Tk, Hkv, D) fit `attention`'s rules:
+    H a multiple of Hkv, a window only with causal=True and at least 1, and with causal=True at
+    least as many keys as queries. Shared by every attention implementation."""
+    Tq, H = q.shape[1], q.shape[2]
+    Tk, Hkv = k.shape[1], k.shape[2]
+    if H % Hkv != 0:
+        raise ValueError(f"attention: {H} query heads is not a multiple of {Hkv} key/value heads")
+    if window is not None and not causal:
+        raise ValueError("attention: window requires causal=True")
+    if window is not None and window < 1:
+        raise ValueError(f"attention: window must be >= 1, got {window}")
+    if causal and Tq > Tk:
+        raise ValueError("attention: causal attention needs at least as many keys as queries")
 
 
 def _banded_attention(q, k, v, window, scale, block=128):
@@ -105,7 +114,7 @@ def _acc_dtype(x):
     return torch.promote_types(x.dtype, torch.float32)
 
 
-def _decay_per_step(log_decay, B, T, H, Dk=None):
+def decay_per_step(log_decay, B, T, H, Dk=None):
     """Normalise a linear-attention or delta-rule log_decay to None, (B, T, H) or (B, T, H, Dk)."""
     if log_decay is None:
         return None
@@ -167,7 +176,7 @@ def _channel_decay_scores(q, k, b, sub):
     return (below + diag).reshape(lead + (C, C))
 
 
-def _linear_attention_chunks(q, k, v, g, C):
+def linear_attention_chunks(q, k, v, g, C):
     """Per-chunk operands of linear attention for `_chunk_scan` (all (B, H, N, C, .)).
 
     b is the cumulative log decay from the chunk start, so q_in = q e^b, k_out = k e^(b_last - b)
@@ -220,7 +229,7 @@ def _chunk_scan(q, k, u, w, attn, decay, initial_state):
     return torch.stack(outs, dim=2), S
 
 
-def _unchunk(o, T):
+def unchunk(o, T):
     """(B, H, N, C, D) -> (B, T, H, D)."""
     B, H, N, C, D = o.shape
     return o.movedim(1, 3).reshape(B, N * C, H, D)[:, :T]
@@ -242,13 +251,13 @@ def linear_attention(
     B, T, H, Dk = q.shape
     scale = Dk ** -0.5 if scale is None else scale
     acc = _acc_dtype(q)
-    g = _decay_per_step(log_decay, B, T, H, Dk)
+    g = decay_per_step(log_decay, B, T, H, Dk)
     g = None if g is None else g.to(acc)
     C = _chunk_for(T, chunk_size)
-    chunks = _linear_attention_chunks(q.to(acc), k.to(acc), v.to(acc), g, C)
+    chunks = linear_attention_chunks(q.to(acc), k.to(acc), v.to(acc), g, C)
     q_in, k_out, u, attn, decay = chunks
     o, S = _chunk_scan(q_in, k_out, u, None, attn, decay, initial_state)
-    o = _unchunk(o * scale, T).to(q.dtype)
+    o = unchunk(o * scale, T).to(q.dtype)
     return (o, S) if output_final_state else o
 
 
@@ -268,9 +277,9 @@ def _step_decay(log_decay, B, H, Dk, acc):
                      f"for B={B}, H={H}, Dk={Dk}")
 
 
-def linear_attention_step(q, k, v, state, log_decay=None, scale=None):
-    """One decode step of `linear_attention`: q, k (B, H, Dk), v (B, H, Dv); log_decay None, (H,),
-    (B, H) or (B, H, Dk); state (B, H, Dk, Dv) or None for zeros. Returns (o, new_state)."""
+def _step_start(q, v, state, log_decay, scale):
+    """What a decode step starts from: q (B, H, Dk), v (B, H, Dv), state (B, H, Dk, Dv) or None.
+    Returns (scale, accumulation dtype, the state decayed by this step's log_decay)."""
     B, H, Dk = q.shape
     scale = Dk ** -0.5 if scale is None else scale
     acc = _acc_dtype(q)
@@ -279,6 +288,13 @@ def linear_attention_step(q, k, v, state, log_decay=None, scale=None):
     S = state.to(acc)
     if log_decay is not None:
         S = S * _step_decay(log_decay, B, H, Dk, acc)
+    return scale, acc, S
+
+
+def linear_attention_step(q, k, v, state, log_decay=None, scale=None):
+    """One decode step of `linear_attention`: q, k (B, H, Dk), v (B, H, Dv); log_decay None, (H,),
+    (B, H) or (B, H, Dk); state (B, H, Dk, Dv) or None for zeros. Returns (o, new_state)."""
+    scale, acc, S = _step_start(q, v, state, log_decay, scale)
     S = S + k.to(acc)[..., :, None] * v.to(acc)[..., None, :]
     o = (q.to(acc)[..., None, :] @ S).squeeze(-2) * scale
     return o.to(q.dtype), S
@@ -290,7 +306,7 @@ def linear_attention_recurrent(
     """Step-by-step form of `linear_attention` (ground truth for the chunked form): same
     arguments and shapes, T calls of `linear_attention_step`."""
     B, T, H, Dk = q.shape
-    g = _decay_per_step(log_decay, B, T, H, Dk)
+    g = decay_per_step(log_decay, B, T, H, Dk)
     S = initial_state
     outs = []
     for t in range(T):
@@ -304,7 +320,7 @@ def linear_attention_recurrent(
     return (o, S) if output_final_state else o
 
 
-def _delta_rule_chunks(q, k, v, beta, g, C):
+def delta_rule_chunks(q, k, v, beta, g, C):
     """Per-chunk operands of the (gated) delta rule for `_chunk_scan` (all (B, H, N, C, .)).
 
     Within a chunk the state updates are U = u - w S_0 with
@@ -349,7 +365,7 @@ def delta_rule(
     q, k, v, beta, log_decay=None, scale=None, initial_state=None, output_final_state=False,
     chunk_size=64,
 ):
-    """Chunked (gated) delta rule with the WY/UT representation (see `_delta_rule_chunks`).
+    """Chunked (gated) delta rule with the WY/UT representation (see `delta_rule_chunks`).
 
     S_t = a_t S_{t-1} + beta_t k_t (v_t - (a_t S_{t-1})^T k_t)^T, a_t = exp(g_t),
     o_t = scale q_t S_t (a_t a diagonal matrix for per-channel g).
@@ -361,26 +377,19 @@ def delta_rule(
     B, T, H, Dk = q.shape
     scale = Dk ** -0.5 if scale is None else scale
     acc = _acc_dtype(q)
-    g = _decay_per_step(log_decay, B, T, H, Dk)
+    g = decay_per_step(log_decay, B, T, H, Dk)
     g = None if g is None else g.to(acc)
     C = _chunk_for(T, chunk_size, "delta_rule")
-    chunks = _delta_rule_chunks(q.to(acc), k.to(acc), v.to(acc), beta.to(acc), g, C)
+    chunks = delta_rule_chunks(q.to(acc), k.to(acc), v.to(acc), beta.to(acc), g, C)
     o, S = _chunk_scan(*chunks, initial_state)
-    o = _unchunk(o * scale, T).to(q.dtype)
+    o = unchunk(o * scale, T).to(q.dtype)
     return (o, S) if output_final_state else o
 
 
 def delta_rule_step(q, k, v, beta, state, log_decay=None, scale=None):
     """One decode step of `delta_rule`: q, k (B, H, Dk), v (B, H, Dv), beta (B, H); log_decay None,
     (H,), (B, H) or (B, H, Dk); state (B, H, Dk, Dv) or None for zeros. Returns (o, new_state)."""
-    B, H, Dk = q.shape
-    scale = Dk ** -0.5 if scale is None else scale
-    acc = _acc_dtype(q)
-    if state is None:
-        state = q.new_zeros(B, H, Dk, v.shape[-1], dtype=acc)
-    S = state.to(acc)
-    if log_decay is not None:
-        S = S * _step_decay(log_decay, B, H, Dk, acc)
+    scale, acc, S = _step_start(q, v, state, log_decay, scale)
     kf = k.to(acc)
     v_old = (kf[..., None, :] @ S).squeeze(-2)
     S = S + kf[..., :, None] * (beta.to(acc)[..., None] * (v.to(acc) - v_old))[..., None, :]
@@ -394,7 +403,7 @@ def delta_rule_recurrent(
     """Step-by-step form of `delta_rule` (ground truth for the chunked form): same arguments and
     shapes, T calls of `delta_rule_step`."""
     B, T, H, Dk = q.shape
-    g = _decay_per_step(log_decay, B, T, H, Dk)
+    g = decay_per_step(log_decay, B, T, H, Dk)
     S = initial_state
     outs = []
     for t in range(T):

@@ -4,7 +4,12 @@ scale, is what a study compares."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from mixnas.errors import ConfigError, first_line
 from mixnas.search_space.architecture import Architecture, Layer, Mixer
+from mixnas.yamlfile import plain, read_yaml
 
 D_MODEL = 64
 GQA = Mixer("attention", {"heads": 4, "kv_heads": 2, "rope": True})
@@ -57,3 +62,38 @@ def get_baseline(name: str) -> Architecture:
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; known: {', '.join(sorted(BASELINES))}")
     return Architecture.from_dict(BASELINES[name].to_dict())
+
+
+def load_architecture(spec: str | os.PathLike) -> Architecture:
+    """The architecture `mixnas evaluate` and `mixnas export --arch` take.
+
+    Args:
+        spec: A YAML (or JSON) file holding an Architecture mapping or a baseline's name, or a
+            baseline's name.
+
+    Returns:
+        The architecture (a fresh copy for a baseline).
+
+    Raises:
+        ConfigError: One line naming the file (and line for malformed YAML): no such file nor
+            baseline, an unreadable or malformed file, an unknown baseline name in it, or a
+            mapping that is not a valid architecture.
+    """
+    path = Path(spec)
+    if not path.exists():
+        if str(spec) in BASELINES:
+            return get_baseline(str(spec))
+        raise ConfigError(f"{path}: no such file, nor a baseline name ({_known()})")
+    data = plain(read_yaml(path))  # a SourceError (a ConfigError): FILE:LINE: ...
+    if isinstance(data, str):
+        if data not in BASELINES:
+            raise ConfigError(f"{path}: {data!r} is not a baseline ({_known()})")
+        return get_baseline(data)
+    try:
+        return Architecture.from_dict(data)
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ConfigError(f"{path}: not a valid architecture: {first_line(err)}") from None
+
+
+def _known() -> str:
+    return "baselines: " + ", ".join(sorted(BASELINES))

@@ -28,14 +28,14 @@ import numpy as np
 
 from mixnas.search_space.architecture import Architecture, Mixer
 from mixnas.search_space.constraints import Footprint, footprint
-from mixnas.search_space.registry import REGISTRY, _load_builtin_primitives
+from mixnas.search_space.registry import REGISTRY, load_builtin_primitives
 
 DEFAULT_CONTEXT = 2048  # the profiler's default context length for decode state
 
 
 def families() -> dict[str, list[str]]:
     """role ('token' | 'channel') -> the registry's families for that role, sorted."""
-    _load_builtin_primitives()
+    load_builtin_primitives()
     out: dict[str, set[str]] = {"token": set(), "channel": set()}
     for spec in REGISTRY.values():
         out[spec.role].add(spec.family)

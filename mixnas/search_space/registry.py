@@ -77,7 +77,7 @@ def register(spec: PrimitiveSpec) -> PrimitiveSpec:
 
 
 def get_primitive(name: str, role: str | None = None) -> PrimitiveSpec:
-    _load_builtin_primitives()
+    load_builtin_primitives()
     spec = REGISTRY.get(name)
     if spec is None:
         raise KeyError(f"unknown primitive {name!r}; known: {', '.join(sorted(REGISTRY))}")
@@ -130,6 +130,6 @@ def _type_of(value: Any) -> str | None:
     return value.type if isinstance(value, Mixer) else value.get("type")
 
 
-def _load_builtin_primitives() -> None:
+def load_builtin_primitives() -> None:
     """Importing the primitives package registers every built-in primitive once."""
     import mixnas.search_space.primitives  # noqa: F401

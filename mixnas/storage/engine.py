@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import QueuePool
 
-from mixnas.errors import StorageError
+from mixnas.errors import StorageError, first_line
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY_TIMEOUT_S = 10  # waits out a writer's lock on rollback-journal (non-WAL) databases
@@ -136,8 +136,7 @@ def optuna_storage(url: str) -> Any:
 
 def reason(exc: OperationalError) -> str:
     """The first line of the database driver's own message."""
-    text = str(exc.orig if exc.orig is not None else exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(exc.orig if exc.orig is not None else exc)
 
 
 def safe_url(url: str) -> str:

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from mixnas.dashboard import app as app_module
+from mixnas.dashboard import api as api_module
 from mixnas.dashboard.app import create_app
 from mixnas.dashboard.demo import OBJECTIVES, VOCAB_SIZE
 from mixnas.dashboard.store import CURSOR_OVERLAP
@@ -130,7 +130,7 @@ def test_trial_detail_by_number_and_by_id(client, demo_db):
 def test_exported_code_and_download(client, demo_db):
     from mixnas.export import generate_code
 
-    app_module._generated_code.cache_clear()
+    api_module.generated_code.cache_clear()
     (arch_json,) = db_rows(demo_db, "SELECT arch_json FROM mixnas_trials WHERE number = 3")[0]
     response = client.get("/api/studies/demo/trials/3/code")
     assert response.status_code == 200, response.text
@@ -143,12 +143,12 @@ def test_exported_code_and_download(client, demo_db):
 
 
 def test_code_without_the_export_package_is_a_clear_501(client, monkeypatch):
-    app_module._generated_code.cache_clear()
+    api_module.generated_code.cache_clear()
     monkeypatch.setitem(__import__("sys").modules, "mixnas.export", None)
     response = client.get("/api/studies/demo/trials/4/code")
     assert response.status_code == 501
     assert response.json()["error"].startswith("code export is unavailable")
-    app_module._generated_code.cache_clear()
+    api_module.generated_code.cache_clear()
 
 
 @pytest.mark.parametrize(

@@ -145,7 +145,7 @@ def test_export_from_arch_file_or_baseline_name(tmp_path):
         ("d_model: 16\nlayers: [{token_mixer: {type: attention, params: {heads: 3}}}]\n",
          "arch.yaml: not a valid .*layer 0 token_mixer"),
         ("nonsense_baseline\n", "arch.yaml: 'nonsense_baseline' is not a baseline"),
-        ("d_model: [\n", "arch.yaml: cannot read"),
+        ("d_model: [\n", "arch.yaml:2: malformed YAML"),
         ("", "arch.yaml: not a valid architecture"),
     ],
 )

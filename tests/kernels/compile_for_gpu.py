@@ -100,10 +100,10 @@ def scan_group():
         q = torch.randn(B, T, H, d)
         beta = torch.rand(B, T, H)
         for g in (None, torch.randn(B, T, H), -torch.rand(B, T, H, d)):  # per-channel too
-            chunks = reference._delta_rule_chunks(q, q, q, beta, g, 64)
+            chunks = reference.delta_rule_chunks(q, q, q, beta, g, 64)
             o, s, states = chunk_scan_fwd(*chunks, None)
             chunk_scan_bwd(o, s, *chunks, states)
-        chunks = reference._linear_attention_chunks(q, q, q, torch.randn(B, T, H, d), 64)
+        chunks = reference.linear_attention_chunks(q, q, q, torch.randn(B, T, H, d), 64)
         q_in, k_out, u, a, dec = chunks
         o, s, states = chunk_scan_fwd(q_in, k_out, u, None, a, dec, s)
         chunk_scan_bwd(o, s, q_in, k_out, u, None, a, dec, states)

@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 import torch
-from _device import DEVICE, ON_GPU, TOL
+from ._device import DEVICE, ON_GPU, TOL
 
 import mixnas.kernels as K
 from mixnas.kernels import dispatch as D

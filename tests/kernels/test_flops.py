@@ -5,7 +5,7 @@ path (torch ops, on CPU) close to the same numbers. The Triton ops run on the te
 import pytest
 import torch
 import torch.nn.functional as F
-from _device import DEVICE
+from ._device import DEVICE
 
 from mixnas.kernels import reference as R
 from mixnas.kernels import triton_ops

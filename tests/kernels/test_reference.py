@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from _device import DEVICE
+from ._device import DEVICE
 
 from mixnas.kernels import reference as R
 

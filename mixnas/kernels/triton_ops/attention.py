@@ -14,6 +14,7 @@ import triton.language as tl
 from torch.utils.flop_counter import register_flop_formula
 
 from mixnas.kernels.flops import attention_flops
+from mixnas.kernels.reference import check_attention
 from mixnas.kernels.triton_ops._config import autotune, check_inputs, pow2
 
 LOG2E = 1.4426950408889634
@@ -376,15 +377,8 @@ def attention(q, k, v, causal=True, window=None, scale=None):
     o `[B, Tq, H, D]` (same arguments and semantics; any head dim, padded to a power of two).
     Naive reference: `reference.attention_naive`."""
     check_inputs("attention", q, k, v)
-    H, Hkv, D = q.shape[2], k.shape[2], q.shape[3]
-    if H % Hkv != 0:
-        raise ValueError(f"attention: {H} query heads is not a multiple of {Hkv} key/value heads")
-    if window is not None and not causal:
-        raise ValueError("attention: window requires causal=True")
-    if window is not None and window < 1:
-        raise ValueError(f"attention: window must be >= 1, got {window}")
-    if causal and q.shape[1] > k.shape[1]:
-        raise ValueError("attention: causal attention needs at least as many keys as queries")
+    check_attention(q, k, causal, window)
+    D = q.shape[3]
     q, k, v = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, k, v))
     scale = D ** -0.5 if scale is None else float(scale)
     return attention_fwd(q, k, v, bool(causal), int(window or 0), scale)[0]

@@ -1,7 +1,7 @@
 """The sequential part of the chunked delta rule and per-channel-decay linear attention in Triton.
 
 The parallel per-chunk preparation (WY/UT triangular solve, in-chunk decayed scores) stays in
-torch (`reference._delta_rule_chunks`, `reference._linear_attention_chunks`), where batched
+torch (`reference.delta_rule_chunks`, `reference.linear_attention_chunks`), where batched
 matmuls and `solve_triangular` are already efficient; the chunk-to-chunk recurrence, a Python loop
 of small launches in the reference, is one kernel here, forward and backward:
 

@@ -16,11 +16,11 @@ def delta_rule(q, k, v, beta, log_decay=None, scale=None, initial_state=None,
     check_chunk_size("delta_rule", chunk_size)
     B, T, H, Dk = q.shape
     scale = Dk ** -0.5 if scale is None else float(scale)
-    g = reference._decay_per_step(log_decay, B, T, H, Dk)  # (B, T, H) or (B, T, H, Dk)
+    g = reference.decay_per_step(log_decay, B, T, H, Dk)  # (B, T, H) or (B, T, H, Dk)
     g = None if g is None else g.float()
-    chunks = reference._delta_rule_chunks(
+    chunks = reference.delta_rule_chunks(
         q.float(), k.float(), v.float(), beta.float(), g, chunk_size
     )
     o, s, _ = chunk_scan_fwd(*chunks, initial_state)
-    o = reference._unchunk(o * scale, T).to(q.dtype)
+    o = reference.unchunk(o * scale, T).to(q.dtype)
     return (o, s) if output_final_state else o

@@ -386,13 +386,13 @@ def linear_attention(q, k, v, log_decay=None, scale=None, initial_state=None,
     check_chunk_size("linear_attention", chunk_size)
     B, T, H, Dk = q.shape
     scale = Dk ** -0.5 if scale is None else float(scale)
-    g = reference._decay_per_step(log_decay, B, T, H, Dk)
+    g = reference.decay_per_step(log_decay, B, T, H, Dk)
     if g is not None and g.dim() == 4:
-        chunks = reference._linear_attention_chunks(q.float(), k.float(), v.float(), g.float(),
+        chunks = reference.linear_attention_chunks(q.float(), k.float(), v.float(), g.float(),
                                                     chunk_size)
         q_in, k_out, u, attn, decay = chunks
         o, s, _ = chunk_scan_fwd(q_in, k_out, u, None, attn, decay, initial_state)
-        o = reference._unchunk(o * scale, T).to(q.dtype)
+        o = reference.unchunk(o * scale, T).to(q.dtype)
     else:
         if q.stride() != k.stride() or q.stride(-1) != 1:  # the kernels read q and k alike
             q, k = q.contiguous(), k.contiguous()

@@ -4,6 +4,8 @@ The forward keeps 1/rms per row; the backward writes the weight gradient as one 
 program (no atomics) and torch adds them up.
 """
 
+import math
+
 import torch
 import triton
 import triton.language as tl
@@ -114,18 +116,12 @@ rms_norm_fwd.register_autograd(_backward, setup_context=_setup)
 @register_flop_formula(torch.ops.mixnas.rms_norm_fwd)
 def _fwd_flops(x_shape, *args, out_shape=None, **kw):
     """Square, sum, scale by 1/rms and by the weight: 4 per element."""
-    n = 1
-    for s in x_shape:
-        n *= s
-    return 4 * n
+    return 4 * math.prod(x_shape)
 
 
 @register_flop_formula(torch.ops.mixnas.rms_norm_bwd)
 def _bwd_flops(dy_shape, *args, out_shape=None, **kw):
-    n = 1
-    for s in dy_shape:
-        n *= s
-    return 8 * n
+    return 8 * math.prod(dy_shape)
 
 
 def rms_norm(x, weight=None, eps=1e-6):

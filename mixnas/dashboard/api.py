@@ -1,0 +1,191 @@
+"""The dashboard's JSON API: one method per route over a read-only `Store`.
+
+Every endpoint checks its query parameters first (an unknown one is a 400 naming the accepted
+ones), so a typo never silently returns the unfiltered answer. Pareto fronts and hypervolume are
+computed here so the browser receives small payloads.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from datetime import datetime
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+
+from mixnas.dashboard.store import NotFound, Store, finite
+from mixnas.pareto import hypervolume_history, reference_point, to_loss
+from mixnas.storage import TRIAL_STATES
+
+
+class BadRequest(HTTPException):
+    def __init__(self, detail: str):
+        super().__init__(400, detail)
+
+
+def query(request: Request, *allowed: str) -> dict[str, str]:
+    """The request's query parameters; a 400 for any not in `allowed`."""
+    unknown = sorted(set(request.query_params) - set(allowed))
+    if unknown:
+        known = ", ".join(allowed) or "none"
+        raise BadRequest(f"unknown query parameter {unknown[0]!r} (accepted: {known})")
+    return dict(request.query_params)
+
+
+def objectives_of(study: dict, names: list[str]) -> list[dict]:
+    """The study's objectives called `names`, in that order; a 400 for unknown or repeated."""
+    by_name = {o["name"]: o for o in study["objectives"]}
+    for name in names:
+        if name not in by_name:
+            raise BadRequest(
+                f"unknown objective {name!r}; study {study['name']!r} has: " + ", ".join(by_name)
+            )
+    if len(set(names)) != len(names):
+        raise BadRequest(f"objectives must differ, got {names}")
+    return [by_name[name] for name in names]
+
+
+def axes(study: dict, params: dict[str, str], default: list[str]) -> list[dict]:
+    """The objectives named by `?x=&y=`, or `default` when neither is given."""
+    if ("x" in params) != ("y" in params):
+        raise BadRequest("give both x and y, or neither")
+    names = [params["x"], params["y"]] if "x" in params else default
+    return objectives_of(study, names)
+
+
+class Api:
+    """The `/api/...` endpoints over one store."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def study_of(self, request: Request, summary: bool = False) -> dict:
+        try:
+            return self.store.study(request.path_params["name"], summary)
+        except NotFound as error:
+            raise HTTPException(404, str(error)) from error
+
+    def trial_of(self, request: Request) -> dict:
+        p = request.path_params
+        try:
+            if "id" in p:
+                return self.store.trial(None, None, trial_id=p["id"])
+            return self.store.trial(p["name"], p["number"])
+        except NotFound as error:
+            raise HTTPException(404, str(error)) from error
+
+    def studies(self, request: Request):
+        query(request)
+        return JSONResponse({"studies": self.store.studies()})
+
+    def study(self, request: Request):
+        query(request)
+        return JSONResponse(self.study_of(request, summary=True))
+
+    def trials(self, request: Request):
+        params = query(request, "state", "since")
+        study = self.study_of(request)
+        states = [s for s in params.get("state", "").split(",") if s]
+        for state in states:
+            if state not in TRIAL_STATES:
+                raise BadRequest(f"unknown state {state!r}; states are: {', '.join(TRIAL_STATES)}")
+        since = None
+        if "since" in params:
+            try:
+                since = datetime.fromisoformat(params["since"])
+            except ValueError as error:
+                raise BadRequest(
+                    f"since must be the ISO timestamp cursor of an earlier answer, "
+                    f"got {params['since']!r}"
+                ) from error
+        names = [o["name"] for o in study["objectives"]]
+        return JSONResponse(self.store.trial_rows(study["id"], names, states, since))
+
+    def pareto(self, request: Request):
+        study = self.study_of(request)
+        objectives = axes(study, query(request, "x", "y"), [o["name"] for o in study["objectives"]])
+        front = self.store.front(study["id"], objectives)
+        return JSONResponse(
+            {
+                "objectives": objectives,
+                "trials": [p.number for p in front],
+                "values": [[finite(v) for v in p.values] for p in front],
+            }
+        )
+
+    def hypervolume(self, request: Request):
+        study = self.study_of(request)
+        names = [o["name"] for o in study["objectives"]]
+        if len(names) < 2:
+            raise BadRequest(f"study {study['name']!r} has one objective; hypervolume needs two")
+        objectives = axes(study, query(request, "x", "y"), names[:2])
+        names = [o["name"] for o in objectives]
+        directions = [o["direction"] for o in objectives]
+        points = [
+            (p.number, to_loss(p.values, directions))
+            for p in self.store.points(study["id"], names)
+            if all(math.isfinite(v) for v in p.values)
+        ]
+        ref = reference_point([p for _, p in points]) if points else None
+        return JSONResponse(
+            {
+                "objectives": objectives,
+                "reference": ref and list(to_loss(ref, directions)),
+                "trials": [number for number, _ in points],
+                "hypervolume": hypervolume_history([p for _, p in points], ref) if points else [],
+            }
+        )
+
+    def trial(self, request: Request):
+        query(request)
+        trial = self.trial_of(request)
+        front = self.store.front(trial["study_id"], trial["objectives"])
+        # one point per design: a trial that reused a front design's result is on the front too
+        trial["on_front"] = trial["state"] == "complete" and any(
+            p.number == trial["number"] or (p.design and p.design == trial["arch_hash"])
+            for p in front
+        )
+        del trial["arch_json"]  # the page uses the parsed `arch`
+        return JSONResponse(trial)
+
+    def code(self, request: Request):
+        params = query(request, "vocab_size", "download")
+        trial = self.trial_of(request)
+        if not trial["arch_json"]:
+            raise HTTPException(404, f"trial {trial['number']} has no architecture")
+        vocab_size = trial["vocab_size"]
+        if "vocab_size" in params:
+            if not re.fullmatch(r"[1-9][0-9]{0,8}", params["vocab_size"]):
+                raise BadRequest(
+                    f"vocab_size must be a positive integer, not {params['vocab_size']!r}"
+                )
+            vocab_size = int(params["vocab_size"])
+        if vocab_size is None:
+            raise BadRequest("the study does not record a vocabulary size; pass ?vocab_size=N")
+        if params.get("download", "0") not in ("0", "1"):
+            raise BadRequest(f"download must be 0 or 1, got {params['download']!r}")
+        try:
+            code = generated_code(trial["arch_json"], vocab_size)
+        except ImportError as error:
+            raise HTTPException(501, f"code export is unavailable: {error}") from error
+        except (ValueError, KeyError) as error:
+            raise HTTPException(422, f"cannot export trial {trial['number']}: {error}") from error
+        headers = {}
+        if params.get("download") == "1":
+            stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", trial["study"])
+            headers["content-disposition"] = (
+                f'attachment; filename="{stem}_trial{trial["number"]}.py"'
+            )
+        return PlainTextResponse(code, media_type="text/x-python", headers=headers)
+
+
+@functools.lru_cache(maxsize=256)
+def generated_code(arch_json: str, vocab_size: int) -> str:
+    """Export's source for an architecture; imported lazily because export needs torch."""
+    from mixnas.export import generate_code
+    from mixnas.search_space.architecture import Architecture
+
+    return generate_code(Architecture.from_json(arch_json), vocab_size)
