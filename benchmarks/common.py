@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +34,21 @@ def environment(module: str, argv: list[str] | None = None) -> dict[str, Any]:
                     "load_average": [round(x, 2) for x in os.getloadavg()]},
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "optuna": optuna and optuna.__version__, "mixnas": mixnas.__version__},
+        "git": _git_revision(),
     }
+
+
+def _git_revision() -> str | None:
+    """The checkout's commit, with `+dirty` when tracked files differ from it (None outside git)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, text=True,
+                             capture_output=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, text=True, capture_output=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return rev + ("+dirty" if dirty.strip() else "")
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
