@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import shutil
 import subprocess
 import sys
@@ -38,13 +38,17 @@ def run_one(source: str, out: Path, tokenizer: str, max_bytes: int | None) -> di
         cmd += ["--include", pattern]
     if max_bytes:
         cmd += ["--max-bytes", str(max_bytes)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"prepare failed ({tokenizer}): {proc.stderr.strip()}")
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        # wait4 gives this child's own rusage (RUSAGE_CHILDREN would be the max over all children)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"prepare failed ({tokenizer}): {err.read().decode().strip()}")
+    peak_kib = usage.ru_maxrss
     meta = json.loads((out / "meta.json").read_text())
     tokens = meta["train"]["tokens"] + meta["val"]["tokens"]
     text_bytes = meta["train"]["bytes"] + meta["val"]["bytes"]
@@ -54,8 +58,8 @@ def run_one(source: str, out: Path, tokenizer: str, max_bytes: int | None) -> di
         "tokens_per_second": round(tokens / wall),
         "mb_per_second": round(text_bytes / wall / 1e6, 2),
         "bytes_per_token": round(text_bytes / tokens, 3),
-        # ru_maxrss only grows: a child below an earlier one's peak reads as that peak
-        "peak_rss_mb": round(peak_kib / 1024, 1) if peak_kib > before else None,
+        "peak_rss_mb": round(peak_kib / 1024, 1),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
         "dtype": meta["dtype"], "split": meta["split"]["rule"],
         "val_tokens": meta["val"]["tokens"], "command": " ".join(cmd[2:]),
     }
