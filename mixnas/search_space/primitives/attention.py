@@ -6,7 +6,12 @@ import torch
 import torch.nn as nn
 
 from mixnas.kernels import attention
-from mixnas.search_space.primitives.common import apply_rope, attention_flops
+from mixnas.search_space.primitives.common import (
+    apply_rope,
+    attention_flops,
+    rope_tables,
+    rotate,
+)
 from mixnas.search_space.registry import ParamSpec, PrimitiveSpec, register
 
 
@@ -27,18 +32,23 @@ class Attention(nn.Module):
         self.kv_proj = nn.Linear(d_model, 2 * kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(d_model, d_model, bias=False)
 
-    def _qkv(self, x, positions):
+    def _qkv(self, x, positions=None):
+        """q (B, T, H, hd), k and v (B, T, Hkv, hd); RoPE at `positions` (T,), or at 0..T-1 from
+        the cached tables when None."""
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.heads, self.head_dim)
         k, v = self.kv_proj(x).view(B, T, 2, self.kv_heads, self.head_dim).unbind(2)
-        if self.use_rope:
+        if self.use_rope and positions is None:
+            cos, sin = rope_tables(T, self.head_dim, self.rope_base, x.device)
+            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        elif self.use_rope:
             q = apply_rope(q, positions, self.rope_base)
             k = apply_rope(k, positions, self.rope_base)
         return q, k, v
 
     def forward(self, x):
         B, T, _ = x.shape
-        q, k, v = self._qkv(x, torch.arange(T, device=x.device))
+        q, k, v = self._qkv(x)
         o = attention(q, k, v, causal=True, window=self.window)
         return self.o_proj(o.reshape(B, T, self.d_model))
 
