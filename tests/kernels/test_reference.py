@@ -246,6 +246,30 @@ def test_rms_norm_swiglu_and_conv_match_naive_forms():
         R.causal_conv1d(xc, wc, activation="relu6")
 
 
+@pytest.mark.parametrize("activation", [None, "silu"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_causal_conv1d_backward_equals_the_naive_conv(activation, bias):
+    """The shifted multiply-add backward of `causal_conv1d` gives autograd's conv1d gradients
+    (float64 gradcheck too); T shorter than the kernel included."""
+    torch.manual_seed(0)
+    for T, K in ((13, 4), (2, 4), (9, 1)):
+        x, w = rand(2, T, 5).requires_grad_(), rand(5, K).requires_grad_()
+        b = rand(5).requires_grad_() if bias else None
+        leaves = [x, w] + ([b] if bias else [])
+        y, y0 = R.causal_conv1d(x, w, b, activation), R.causal_conv1d_naive(x, w, b, activation)
+        torch.testing.assert_close(y, y0)
+        grad = rand(*y.shape)
+        fast = torch.autograd.grad(y, leaves, grad)
+        naive = torch.autograd.grad(y0, leaves, grad)
+        for a, c in zip(fast, naive):
+            torch.testing.assert_close(a, c)
+        assert torch.autograd.gradcheck(
+            lambda *t: R.causal_conv1d(t[0], t[1], t[2] if bias else None, activation), leaves)
+    xf, wf = rand(2, 8, 3, dtype=torch.float32), rand(3, 4, dtype=torch.float32)
+    with torch.no_grad():
+        torch.testing.assert_close(R.causal_conv1d(xf, wf), R.causal_conv1d_naive(xf, wf))
+
+
 def test_bad_log_decay_shape_is_a_clear_error():
     q = rand(1, 4, 2, 3)
     beta = torch.rand(1, 4, 2, dtype=DT, device=DEVICE)
