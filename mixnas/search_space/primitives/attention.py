@@ -4,6 +4,7 @@ every past key and value for full attention, only the last `window` for sliding 
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from mixnas.kernels import attention
 from mixnas.search_space.primitives.common import (
@@ -36,12 +37,19 @@ class Attention(nn.Module):
         """q (B, T, H, hd), k and v (B, T, Hkv, hd); RoPE at `positions` (T,), or at 0..T-1 from
         the cached tables when None."""
         B, T, _ = x.shape
+        H, Hkv = self.heads, self.kv_heads
+        if positions is None:  # one matmul for q, k and v, and one rotation for q and k
+            weight = torch.cat([self.q_proj.weight, self.kv_proj.weight])
+            qkv = F.linear(x, weight).view(B, T, H + 2 * Hkv, self.head_dim)
+            qk, v = qkv[:, :, : H + Hkv], qkv[:, :, H + Hkv :]
+            if self.use_rope:
+                cos, sin = rope_tables(T, self.head_dim, self.rope_base, x.device)
+                qk = rotate(qk, cos, sin)
+            q, k = qk.split([H, Hkv], dim=2)
+            return q, k, v
         q = self.q_proj(x).view(B, T, self.heads, self.head_dim)
         k, v = self.kv_proj(x).view(B, T, 2, self.kv_heads, self.head_dim).unbind(2)
-        if self.use_rope and positions is None:
-            cos, sin = rope_tables(T, self.head_dim, self.rope_base, x.device)
-            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-        elif self.use_rope:
+        if self.use_rope:
             q = apply_rope(q, positions, self.rope_base)
             k = apply_rope(k, positions, self.rope_base)
         return q, k, v
