@@ -10,8 +10,9 @@ style), once with the default `torch.optim.AdamW` (what a hand-written loop uses
 once with the same fused AdamW as mixnas (`plain_fused`: the model code alone compared). Steps
 alternate between the models in one process so that all see the same machine load; the figure is
 the median over `--steps` timed steps
-(and, as `*_best`, the fastest one: on a machine shared with other work the least disturbed). The trainer's gradient clipping and learning-rate schedule
-(about 0.1 ms a step) are not part of either loop.
+(and, as `*_best`, the fastest one: on a machine shared with other work the least disturbed).
+The trainer's gradient clipping and learning-rate schedule (about 0.1 ms a step) are not part of
+either loop.
 
 Shapes (`--shapes`): `issue` is the comparison of mixnas issue 13 (batch 32, T 64, width 64,
 2 layers); `lm` is what `studies/lm.yaml` trains (batch 16, T 128, width 64 and depth 4, the most
