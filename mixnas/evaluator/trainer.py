@@ -38,8 +38,8 @@ DEFAULT_TRAIN: dict[str, Any] = {
     "grad_clip": 1.0,  # 0 disables clipping
     "aux_loss_coef": 0.01,  # weight of the model's MoE load-balancing loss
     # torch.compile the training forward/backward (opt-in): it pays only when a trial trains
-    # long enough to earn back the compile time (tens of seconds on a CPU; see
-    # benchmarks/train_throughput.py --compile)
+    # long enough to earn back the compile time (benchmarks/train_throughput.py --compile
+    # reports both)
     "compile": False,
 }
 NUMBER_SETTINGS = tuple(k for k, v in DEFAULT_TRAIN.items() if isinstance(v, float))
