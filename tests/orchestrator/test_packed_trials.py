@@ -106,7 +106,7 @@ def run_study(tmp_path, address, name, n, *options):
     proc = subprocess.run(
         [sys.executable, "-m", "mixnas.cli", "study", "start", str(path), "--storage", url,
          "--ray-address", address, "--quiet", *options],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
+        capture_output=True, text=True, timeout=900, cwd=REPO,
         env={**os.environ, **ray_client_env(address), "PYTHONPATH": str(REPO), "CI": "true"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return url, proc.stderr
