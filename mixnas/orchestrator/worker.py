@@ -56,7 +56,8 @@ def run_trial(payload: TrialPayload) -> TrialResult:
         reason = str(exc)
     except Exception as exc:  # a crash in model code must fail the trial, not the study
         reason = f"error: {traceback.format_exception_only(type(exc), exc)[-1].strip()}"
-    return TrialResult.failed(reason, seconds=time.perf_counter() - started, worker=worker)
+    return TrialResult.failed(reason, seconds=time.perf_counter() - started, worker=worker,
+                              device=device, device_note=note)
 
 
 def trial_device(gpus: float) -> tuple[str, str | None]:
@@ -93,7 +94,7 @@ def _evaluate(payload: TrialPayload, storage: RDBStorage, started: float,
         payload.objectives, set(task_metric_names(task["name"], **settings))
     )
     costs = _upfront_costs(arch, get_task(task["name"], **settings).vocab_size, payload)
-    storage.update_trial(payload.trial_id, worker=worker, profile=costs)
+    storage.update_trial(payload.trial_id, profile=costs)
 
     def on_eval(point: dict[str, Any]) -> None:
         storage.add_curve_point(
