@@ -69,7 +69,12 @@ def add_commands(commands) -> None:
 
 
 def _driver_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=positive_int, help="trials in flight at once")
+    parser.add_argument("--workers", type=positive_int,
+                        help="trials in flight at once (default: what the resources allow)")
+    parser.add_argument("--gpus-per-trial", type=_resource("gpus_per_trial"), metavar="G",
+                        help="each trial's GPU share: 0.25 packs four trials on one GPU")
+    parser.add_argument("--cpus-per-trial", type=_resource("cpus_per_trial"), metavar="C",
+                        help="each trial's CPUs (and torch threads)")
     parser.add_argument("--n-trials", type=positive_int, help="target number of trials")
     parser.add_argument(
         "--ray-address",
@@ -90,8 +95,7 @@ def cmd_study_start(args) -> int:
     config = load_study_config(args.file)
     if args.storage:
         config.storage = args.storage
-    if args.workers:
-        config.workers = args.workers
+    _apply_driver_options(config, args)
     if args.n_trials:
         config.n_trials = args.n_trials
     if args.warm_start:
@@ -118,9 +122,36 @@ def cmd_study_resume(args) -> int:
     if args.n_trials:
         handle.config.n_trials = args.n_trials
         handle.storage.set_study_target(handle.record_id, args.n_trials)
-    if args.workers:
-        handle.config.workers = args.workers
+    _apply_driver_options(handle.config, args)
     return _drive(handle, args, seed_baselines=False)
+
+
+def _apply_driver_options(config, args) -> None:
+    """--workers, --gpus-per-trial, --cpus-per-trial over the study's own settings."""
+    if args.workers:
+        config.workers = args.workers
+    if args.gpus_per_trial:
+        config.resources.gpus_per_trial = args.gpus_per_trial
+    if args.cpus_per_trial:
+        config.resources.cpus_per_trial = args.cpus_per_trial
+
+
+def _resource(key: str):
+    """An argparse type for a `resources` setting, checked as the study file's is."""
+
+    def parse(text: str) -> float:
+        from mixnas.orchestrator.config import check_resource
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+        problem = check_resource(key, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    return parse
 
 
 def _drive(handle, args, *, seed_baselines: bool) -> int:

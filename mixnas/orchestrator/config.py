@@ -38,6 +38,39 @@ class PruningConfig:
 
 
 @dataclass
+class ResourcesConfig:
+    """What each trial asks Ray for (see orchestrator/cluster.py).
+
+    `gpus_per_trial` below 1 packs several trials onto one GPU (Ray's fractional GPUs: 0.25 runs
+    four small proxy models on one card); None asks for one whole GPU when the cluster has any,
+    else none. `cpus_per_trial` is also the worker's torch thread count (at least 1).
+    """
+
+    gpus_per_trial: float | None = None
+    cpus_per_trial: float = 1.0
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {"gpus_per_trial": self.gpus_per_trial, "cpus_per_trial": self.cpus_per_trial}
+
+
+def check_resource(key: str, value: Any) -> str | None:
+    """Why `value` is not a valid `resources` setting `key`, or None when it is.
+
+    Args:
+        key: 'gpus_per_trial' or 'cpus_per_trial'.
+        value: The setting (from a study file or the command line).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        return f"'{key}' must be a number > 0, got {value!r}"
+    if value != value or value == float("inf"):
+        return f"'{key}' must be a finite number, got {value!r}"
+    if key == "gpus_per_trial" and value > 1 and value != int(value):
+        return (f"'gpus_per_trial' must be at most 1 (a share of one GPU) or a whole number of "
+                f"GPUs, got {value!r}")
+    return None
+
+
+@dataclass
 class StudyConfig:
     name: str
     search_space: str  # path of the grammar file (resolved against the study file)
@@ -50,7 +83,8 @@ class StudyConfig:
     sampler: str = "tpe"
     sampler_options: dict[str, Any] = field(default_factory=dict)
     n_trials: int = 32
-    workers: int = 2
+    workers: int | None = None  # None: as many trials as the cluster's resources allow
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     seed: int = 0
     baselines: list[Any] = field(default_factory=lambda: ["all"])
     pruning: PruningConfig = field(default_factory=PruningConfig)
@@ -75,6 +109,7 @@ class StudyConfig:
             "sampler_options": dict(self.sampler_options),
             "n_trials": self.n_trials,
             "workers": self.workers,
+            "resources": self.resources.to_dict(),
             "seed": self.seed,
             "baselines": list(self.baselines),
             "pruning": {
@@ -97,6 +132,7 @@ class StudyConfig:
         data = dict(data)
         data["objectives"] = [Objective(**o) for o in data["objectives"]]
         data["pruning"] = PruningConfig(**data.get("pruning", {}))
+        data["resources"] = ResourcesConfig(**data.get("resources", {}))
         return cls(**data)
 
 
@@ -112,7 +148,8 @@ _TOP_KEYS = {
     "sampler": f"one of {', '.join(SAMPLERS)}",
     "sampler_options": "a mapping passed to the sampler",
     "n_trials": "a positive integer",
-    "workers": "a positive integer",
+    "workers": "a positive integer (default: as many trials as the resources allow)",
+    "resources": "a mapping (gpus_per_trial, cpus_per_trial)",
     "seed": "an integer",
     "baselines": "a list of baseline names, 'all', or architecture mappings",
     "pruning": "a mapping (enabled, rungs, margin, min_trials)",
@@ -264,7 +301,8 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
         sampler=sampler,
         sampler_options=sampler_options,
         n_trials=top.get("n_trials", int, 32, positive=True),
-        workers=top.get("workers", int, 2, positive=True),
+        workers=top.get("workers", int, None, positive=True),
+        resources=_read_resources(path, top),
         seed=top.get("seed", int, 0),
         baselines=plain(baselines),
         pruning=pruning,
@@ -290,6 +328,21 @@ def _read_budget(path: Path, top: _Reader) -> dict[str, Any]:
         if key in b.data:
             budget[key] = b.get(key, int, positive=True)
     return budget
+
+
+def _read_resources(path: Path, top: _Reader) -> ResourcesConfig:
+    resources = ResourcesConfig()
+    if "resources" not in top.data:
+        return resources
+    r = _Reader(path, top.data["resources"], "'resources'", top.line_of("resources"))
+    r.check_keys({"gpus_per_trial", "cpus_per_trial"})
+    for key in ("gpus_per_trial", "cpus_per_trial"):
+        if key in r.data:
+            problem = check_resource(key, r.data[key])
+            if problem:
+                r.fail(problem, r.line_of(key))
+            setattr(resources, key, float(r.data[key]))
+    return resources
 
 
 def _read_objectives(path: Path, top: _Reader) -> list[Objective]:

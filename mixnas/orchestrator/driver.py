@@ -52,7 +52,8 @@ class Driver:
     Args:
         handle: The study (`create_study` or `load_study`).
         ray_address: A Ray cluster to join (HOST:PORT or 'auto'); None starts a private local Ray.
-        workers: Trials in flight at once (default: the study config's `workers`).
+        workers: Trials in flight at once (default: the study config's `workers`, else as many
+            as the cluster's resources allow for the study's `resources`).
         progress: A live display (`progress.LiveProgress`) or None for none.
     """
 
@@ -63,7 +64,8 @@ class Driver:
         self.workers = workers or self.config.workers
         self.progress = progress
         self.driver_id = uuid.uuid4().hex[:16]
-        self.ray = RayRuntime(ray_address, self.workers)
+        self.ray = RayRuntime(ray_address, self.workers, self.config.resources)
+        self._noted_cpu_fallback = False
         self.inflight: dict[Any, InFlight] = {}
         # trials whose architecture an in-flight trial is training: settled when it finishes
         self.twins: dict[str, list[tuple[Any, TrialRecord]]] = {}
@@ -89,6 +91,7 @@ class Driver:
 
         self._grammar = Grammar.load(self.config.search_space)
         self.ray.start()
+        self.workers = self.ray.workers
         beat = heartbeat.Heartbeat(self.handle, self.driver_id)
         beat.start()
         previous = self._install_signal_handlers()
@@ -183,6 +186,8 @@ class Driver:
             budget={**config.budget, "rungs": config.pruning.rungs}, train=config.train,
             profile=config.profile, objectives=self.handle.objectives(), pruning=config.pruning,
             seed=config.seed, keep_weights=config.keep_weights != "none",
+            threads=max(1, int(self.ray.per_trial["num_cpus"])),
+            gpus=self.ray.per_trial["num_gpus"],
         )
         ref = self.ray.submit(payload)
         self.inflight[ref] = InFlight(trial.number, record.id, dict(trial.params),
@@ -224,7 +229,11 @@ class Driver:
 
     def _collect(self, ref) -> None:
         info = self.inflight.pop(ref)
-        self.record_result(info, self.ray.result(ref))
+        result = self.ray.result(ref)
+        if result.device_note and not self._noted_cpu_fallback:
+            self._noted_cpu_fallback = True
+            self._note(f"trial {info.number}: {result.device_note}")
+        self.record_result(info, result)
         self._settle_twins(info)
 
     def record_result(self, info: InFlight, result: TrialResult) -> None:

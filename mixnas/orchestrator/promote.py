@@ -176,7 +176,8 @@ def promotion_config(parent: StudyConfig, picks: list[dict[str, Any]], scaling: 
     config.n_trials = len(picks)
     config.sampler, config.sampler_options = "random", {}
     config.pruning.enabled = False
-    config.workers = max(1, min(workers or parent.workers, len(picks)))
+    chosen = workers or parent.workers  # None: as many as the resources allow (Driver)
+    config.workers = max(1, min(chosen, len(picks))) if chosen else None
     return config
 
 

@@ -49,6 +49,22 @@ def test_config_round_trips_through_the_database_form(tmp_path):
 
     config = load_study_config(write(tmp_path, GOOD), validate_names=False)
     assert StudyConfig.from_dict(config.to_dict()) == config
+    packed = GOOD.replace("workers: 2\n", "resources: {gpus_per_trial: 0.25, cpus_per_trial: 2}\n")
+    config = load_study_config(write(tmp_path, packed), validate_names=False)
+    assert config.to_dict()["resources"] == {"gpus_per_trial": 0.25, "cpus_per_trial": 2.0}
+    assert StudyConfig.from_dict(config.to_dict()) == config
+    stored_before_resources = {k: v for k, v in config.to_dict().items() if k != "resources"}
+    assert StudyConfig.from_dict(stored_before_resources).resources.gpus_per_trial is None
+
+
+def test_resources_default_to_what_the_cluster_allows(tmp_path):
+    config = load_study_config(write(tmp_path, GOOD.replace("workers: 2\n", "")),
+                               validate_names=False)
+    assert config.workers is None  # sized by the cluster when the driver joins it
+    assert (config.resources.gpus_per_trial, config.resources.cpus_per_trial) == (None, 1.0)
+    whole = GOOD + "resources: {gpus_per_trial: 2}\n"
+    assert load_study_config(write(tmp_path, whole), validate_names=False
+                             ).resources.gpus_per_trial == 2.0
 
 
 # (mutation of GOOD, expected line, expected text in the message)
@@ -66,6 +82,13 @@ BAD_CASES = [
     (GOOD + "workers: 3\n", 13, "duplicate key 'workers'"),
     (GOOD + "pruning: {rungs: [0.5, 1.5]}\n", 13, "'rungs' must be fractions"),
     (GOOD.replace("  - {name: accuracy, direction: maximize}\n", "  - {name: accuracy, direction: maximize, weight: 2}\n"), 9, "unknown key 'weight' in an objective"),
+    (GOOD + "resources:\n  gpus_per_trial: 0.25\n  gpu_per_trial: 1\n", 15, "unknown key 'gpu_per_trial' in 'resources' (did you mean 'gpus_per_trial'?)"),
+    (GOOD + "resources:\n  gpus_per_trial: 0\n", 14, "'gpus_per_trial' must be a number > 0, got 0"),
+    (GOOD + "resources:\n  cpus_per_trial: -1\n", 14, "'cpus_per_trial' must be a number > 0, got -1"),
+    (GOOD + "resources:\n  gpus_per_trial: 1.5\n", 14, "'gpus_per_trial' must be at most 1 (a share of one GPU) or a whole number"),
+    (GOOD + "resources:\n  cpus_per_trial: two\n", 14, "'cpus_per_trial' must be a number > 0, got 'two'"),
+    (GOOD + "resources:\n  gpus_per_trial: true\n", 14, "'gpus_per_trial' must be a number > 0, got True"),
+    (GOOD + "resources: 0.25\n", 13, "'resources' must be a mapping"),
 ]
 
 
