@@ -60,6 +60,8 @@ class StudyConfig:
     trial_timeout_s: float | None = None
     warm_start: list[str] = field(default_factory=list)  # earlier studies in the same storage
     source: str | None = None  # the file the config came from
+    # the grammar's and installed plugins: ref, module, path, sha256 (resume compares them)
+    plugins: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +91,7 @@ class StudyConfig:
             "trial_timeout_s": self.trial_timeout_s,
             "warm_start": list(self.warm_start),
             "source": self.source,
+            "plugins": [dict(p) for p in self.plugins],
         }
 
     @classmethod
@@ -317,7 +320,11 @@ def _validate_against_components(config: StudyConfig, path: Path, top: _Reader) 
     search space know (a bad setting would otherwise fail every trial, one by one)."""
     from mixnas.evaluator import get_task, profile_metric_names, task_metric_names
     from mixnas.evaluator.trainer import resolve_train
-    from mixnas.search_space import BASELINES, Architecture
+    from mixnas.search_space import BASELINES, Architecture, Grammar
+    from mixnas.search_space.plugins import with_installed
+
+    grammar = Grammar.load(config.search_space)  # loads its plugins: primitives and metrics
+    config.plugins = [p.record() for p in with_installed(grammar.plugins)]
 
     try:
         resolve_train(config.train)

@@ -24,6 +24,7 @@ from mixnas.orchestrator import heartbeat
 from mixnas.orchestrator.cluster import RayRuntime
 from mixnas.orchestrator.study import StudyHandle
 from mixnas.orchestrator.trials import TrialPayload, TrialResult, retry_attrs
+from mixnas.search_space.plugins import with_installed
 from mixnas.storage import TrialCounts, TrialRecord, utcnow
 
 
@@ -183,6 +184,7 @@ class Driver:
             budget={**config.budget, "rungs": config.pruning.rungs}, train=config.train,
             profile=config.profile, objectives=self.handle.objectives(), pruning=config.pruning,
             seed=config.seed, keep_weights=config.keep_weights != "none",
+            plugins=tuple(with_installed(self._grammar.plugins)),
         )
         ref = self.ray.submit(payload)
         self.inflight[ref] = InFlight(trial.number, record.id, dict(trial.params),

@@ -35,6 +35,7 @@ class TrialPayload:
     seed: int = 0
     keep_weights: bool = False
     threads: int = 1  # torch threads of the worker process
+    plugins: tuple = ()  # PluginSources the worker executes first (it may be on another machine)
 
 
 @dataclass

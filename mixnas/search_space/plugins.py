@@ -77,7 +77,8 @@ def load_plugin(ref: str, base_dir: str | Path = ".") -> PluginSource:
         path = (Path(base_dir) / ref).resolve()
         if not path.is_file():
             raise PluginError(f"{path}: plugin file not found")
-        module = "mixnas_plugin_" + "".join(c if c.isalnum() else "_" for c in path.stem)
+        stem = "".join(c if c.isalnum() else "_" for c in path.stem)
+        module = f"mixnas_plugin_{stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
         return _execute(PluginSource(ref, module, str(path), *_read(path)))
     try:
         spec = importlib.util.find_spec(ref)
@@ -100,6 +101,12 @@ def load_sources(sources: list[PluginSource] | tuple[PluginSource, ...]) -> None
 def loaded() -> list[PluginSource]:
     """Every plugin this process has executed, in load order."""
     return list(LOADED.values())
+
+
+def with_installed(plugins: tuple[PluginSource, ...] | list[PluginSource]) -> list[PluginSource]:
+    """`plugins` (a grammar's) followed by the installed packages' plugins: what a study uses."""
+    installed = [p for p in LOADED.values() if p.ref.startswith("entry point ")]
+    return list(dict.fromkeys([*plugins, *installed]))
 
 
 def load_entry_points() -> None:
