@@ -98,6 +98,22 @@ def load_sources(sources: list[PluginSource] | tuple[PluginSource, ...]) -> None
             _execute(source)
 
 
+def load_records(records: list[dict[str, str]]) -> list[PluginSource]:
+    """Load the plugins a study recorded (`PluginSource.record()`), from where they were then:
+    what export and other readers of a finished study need to build its designs.
+
+    Raises:
+        PluginError: A plugin is gone or does not load (the message names its file).
+    """
+    registry._load_builtin_primitives()  # and the installed packages' entry points
+    out = []
+    for record in records:
+        if record["ref"].startswith("entry point "):
+            continue
+        out.append(load_plugin(record.get("path") or record["ref"]))
+    return out
+
+
 def loaded() -> list[PluginSource]:
     """Every plugin this process has executed, in load order."""
     return list(LOADED.values())
