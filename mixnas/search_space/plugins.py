@@ -156,6 +156,7 @@ def _execute(plugin: PluginSource) -> PluginSource:
     before = set(registry.ORIGIN)
     module = types.ModuleType(plugin.module)
     module.__file__ = plugin.path or None
+    module.__package__ = plugin.module.rpartition(".")[0]  # relative imports of a package module
     previous = sys.modules.get(plugin.module)
     sys.modules[plugin.module] = module  # dataclasses and pickling look classes up there
     registry._loading.append(where)
