@@ -184,3 +184,19 @@ def test_installed_package_entry_point_route(tmp_path):
                            "mixnas_test_mixers", "--examples", "2"],
                           capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0 and "installed_shift: ok" in proc.stdout, proc.stderr
+
+
+def test_a_worker_executes_shipped_source_and_picks_up_new_code(tmp_path):
+    from dataclasses import replace
+
+    from mixnas.search_space.plugins import load_plugin, load_sources
+    from mixnas.search_space.registry import REGISTRY
+
+    shipped = load_plugin(str(plugin(tmp_path, "shipped_shift")))
+    (tmp_path / "shipped_shift.py").unlink()  # a worker on another machine has no file
+    load_sources([shipped])
+    first = REGISTRY["shipped_shift"].build
+    newer = shipped.source.replace("2 * self.proj.weight.numel()", "3 * self.proj.weight.numel()")
+    load_sources([replace(shipped, source=newer, sha256="changed")])
+    assert REGISTRY["shipped_shift"].build is not first
+    assert REGISTRY["shipped_shift"].build(8).flops_per_token(4) == 3 * 8 * 16
