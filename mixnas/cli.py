@@ -74,7 +74,9 @@ def cmd_study_start(args) -> int:
     if args.ray_address:
         check_ray_address(args.ray_address)
     grammar = Grammar.load(config.search_space)  # a broken grammar fails before any write
-    quick_check(with_installed(grammar.plugins))  # users' primitives: property checks first
+    plugins = with_installed(grammar.plugins)
+    quick_check(plugins)  # users' primitives: property checks first
+    config.plugins = [p.record() for p in plugins]  # resume compares their hashes
     if config.name in config.warm_start:
         raise ValueError(f"--warm-start: study '{config.name}' cannot warm-start from itself")
     warm = load_warm_sources(config.storage, config.warm_start)

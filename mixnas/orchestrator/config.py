@@ -321,10 +321,6 @@ def _validate_against_components(config: StudyConfig, path: Path, top: _Reader) 
     from mixnas.evaluator import get_task, profile_metric_names, task_metric_names
     from mixnas.evaluator.trainer import resolve_train
     from mixnas.search_space import BASELINES, Architecture, Grammar
-    from mixnas.search_space.plugins import with_installed
-
-    grammar = Grammar.load(config.search_space)  # loads its plugins: primitives and metrics
-    config.plugins = [p.record() for p in with_installed(grammar.plugins)]
 
     try:
         resolve_train(config.train)
@@ -338,6 +334,9 @@ def _validate_against_components(config: StudyConfig, path: Path, top: _Reader) 
         top.fail(f"task: {exc}", top.line_of("task"))
     known = set(task_metric_names(config.task["name"], **task_settings))
     known |= set(profile_metric_names(config.profile))
+    if any(o.name not in known for o in config.objectives):
+        Grammar.load(config.search_space)  # its plugins may register metrics (docs/primitives.md)
+        known |= set(profile_metric_names(config.profile))
     for objective in config.objectives:
         if objective.name not in known:
             suggestion = did_you_mean(objective.name, sorted(known))

@@ -185,10 +185,12 @@ def check_plugins_unchanged(config: StudyConfig, allow_changed: bool = False) ->
         allow_changed: Continue anyway (`--allow-changed-plugins`): return the changes instead.
 
     Returns:
-        One line per plugin that changed, appeared or went ([] when none did).
+        One line per plugin that changed (with allow_changed), went or appeared ([] when none
+        did).
 
     Raises:
-        PluginError: A plugin changed and `allow_changed` is false; the message names its file.
+        PluginError: A plugin changed or went and `allow_changed` is false; the message names
+            its file.
     """
     from mixnas.search_space.grammar import Grammar
     from mixnas.search_space.plugins import with_installed
@@ -199,14 +201,15 @@ def check_plugins_unchanged(config: StudyConfig, allow_changed: bool = False) ->
     changes = [f"{path}: plugin source changed since the study started (sha256 "
                f"{then[path][:12]} -> {now[path][:12]})"
                for path in sorted(set(now) & set(then)) if now[path] != then[path]]
-    changes += [f"{path}: plugin is new since the study started"
-                for path in sorted(set(now) - set(then))]
     changes += [f"{path}: plugin the study started with is gone"
                 for path in sorted(set(then) - set(now))]
     if changes and not allow_changed:
         raise PluginError(f"{changes[0]}; resume with --allow-changed-plugins to continue with "
                           "the code as it is now")
-    return changes
+    # a plugin the study did not record (installed since, or a study from before plugins) is
+    # reported, not refused: the study's recorded designs cannot have used it
+    return changes + [f"{path}: plugin is new since the study started"
+                      for path in sorted(set(now) - set(then))]
 
 
 def load_warm_sources(storage: str, names: Sequence[str], *,
