@@ -17,12 +17,7 @@ from mixnas.storage import StudyRecord, TrialRecord
 
 from ..export.helpers import run_isolated
 from ..search_space.test_plugins import doc_examples
-from .test_end_to_end import REPO
-from .test_end_to_end import mixnas as _mixnas
-
-
-def mixnas(*args, check=True):
-    return _mixnas(*args, check=check)
+from .test_end_to_end import REPO, mixnas
 
 STUDY = """\
 name: ema
