@@ -60,7 +60,10 @@ def study(tmp_path_factory):
     doc_examples(tmp)
     (tmp / "study.yaml").write_text(STUDY)
     url = f"sqlite:///{tmp}/ema.db"
-    mixnas("study", "start", str(tmp / "study.yaml"), "--storage", url, "--quiet")
+    proc = subprocess.run(  # as test_end_to_end.mixnas, with room for a loaded machine
+        [sys.executable, "-m", "mixnas.cli", "study", "start", str(tmp / "study.yaml"),
+         "--storage", url, "--quiet"], capture_output=True, text=True, timeout=2400, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     return tmp, url
 
 
