@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from contextlib import nullcontext
 
 from rich.console import Console
@@ -28,6 +29,8 @@ def add_commands(commands) -> None:
     resume = study_cmds.add_parser("resume", help="continue a study (after a crash or Ctrl-C)")
     resume.add_argument("name")
     resume.add_argument("--storage", default=DEFAULT_STORAGE)
+    resume.add_argument("--allow-changed-plugins", action="store_true",
+                        help="continue although a plugin's source changed since the start")
     _driver_options(resume)
     resume.set_defaults(handler=cmd_study_resume)
 
@@ -90,6 +93,8 @@ def cmd_study_start(args) -> int:
     from mixnas.orchestrator.study import create_study, load_warm_sources
     from mixnas.orchestrator.warm_start import check_mappable
     from mixnas.search_space.grammar import Grammar
+    from mixnas.search_space.plugin_commands import quick_check
+    from mixnas.search_space.plugins import with_installed
     from mixnas.storage import check_url
 
     config = load_study_config(args.file)
@@ -104,6 +109,9 @@ def cmd_study_start(args) -> int:
     if args.ray_address:
         check_ray_address(args.ray_address)
     grammar = Grammar.load(config.search_space)  # a broken grammar fails before any write
+    plugins = with_installed(grammar.plugins)
+    quick_check(plugins)  # users' primitives: property checks first
+    config.plugins = [p.record() for p in plugins]  # resume compares their hashes
     if config.name in config.warm_start:
         raise ValueError(f"--warm-start: study '{config.name}' cannot warm-start from itself")
     warm = load_warm_sources(config.storage, config.warm_start)
@@ -115,10 +123,12 @@ def cmd_study_start(args) -> int:
 
 
 def cmd_study_resume(args) -> int:
-    from mixnas.orchestrator.study import load_study
+    from mixnas.orchestrator.study import check_plugins_unchanged, load_study
 
     quiet_optuna()
     handle = load_study(args.name, args.storage)
+    for change in check_plugins_unchanged(handle.config, args.allow_changed_plugins):
+        print(f"mixnas: warning: {change}", file=sys.stderr)
     if args.n_trials:
         handle.config.n_trials = args.n_trials
         handle.storage.set_study_target(handle.record_id, args.n_trials)

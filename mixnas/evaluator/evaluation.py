@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from mixnas.errors import first_line
-from mixnas.evaluator.profiler import profile_run, resolve_profile
+from mixnas.evaluator.profiler import plugin_metrics, profile_run, resolve_profile
 from mixnas.evaluator.tasks import get_task
 from mixnas.evaluator.trainer import (
     Run,
@@ -92,6 +92,7 @@ def evaluate(
             }
         widest = max(runs, key=lambda run: run.task.vocab_size)
         prof = profile_run(widest, prof_cfg)
+        prof.update(plugin_metrics(arch, widest.model))
     except Exception as exc:
         if _is_oom(exc):
             raise TrialFailed(f"out of memory: {first_line(exc)}") from None

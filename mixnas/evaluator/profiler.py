@@ -15,11 +15,13 @@ from typing import Any
 
 import torch
 
+from mixnas.errors import PluginError
 from mixnas.evaluator.trainer import Run, device_context
 
 # Imported from the kernels so that the CPU attention op is counted by the kernels' own formula
 # (attending pairs only: causal is half of dense), whichever module is imported first.
 from mixnas.kernels.flops import FlopCounterMode
+from mixnas.search_space.registry import METRICS, ORIGIN
 
 DEFAULT_PROFILE: dict[str, Any] = {
     "context_length": 2048,  # length at which FLOPs per token and decode state are reported
@@ -77,12 +79,46 @@ def resolve_profile(profile: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def profile_metric_names(profile: dict[str, Any] | None = None) -> list[str]:
-    """The metric names a profile with these settings reports (`prefill_ms@T` expanded)."""
+    """The metric names a profile with these settings reports (`prefill_ms@T` expanded), and
+    the loaded plugins' metrics.
+
+    Raises:
+        PluginError: A plugin metric takes a built-in profile metric's name.
+    """
     cfg = resolve_profile(profile)
     if not cfg["latency"]:
-        return [n for n in PROFILE_METRICS if n not in LATENCY_METRICS]
-    names = [n for n in PROFILE_METRICS if n != "prefill_ms@T"]
-    return names + [f"prefill_ms@{t}" for t in cfg["seq_lens"]]
+        names = [n for n in PROFILE_METRICS if n not in LATENCY_METRICS]
+    else:
+        names = [n for n in PROFILE_METRICS if n != "prefill_ms@T"]
+        names += [f"prefill_ms@{t}" for t in cfg["seq_lens"]]
+    for name in METRICS:
+        if name in names or name in PROFILE_METRICS:
+            origin = ORIGIN.get(f"metric:{name}", "a plugin")
+            raise PluginError(f"{origin}: metric {name!r} clashes with a built-in profile metric")
+    return names + list(METRICS)
+
+
+def plugin_metrics(arch: Any, model: Any = None) -> dict[str, float]:
+    """The loaded plugins' metrics of `arch` (docs/primitives.md, "Your own cost model"); those
+    that need the trained model only when `model` is given.
+
+    Raises:
+        ValueError: A metric returned other names than it declared, or a non-number.
+    """
+    out: dict[str, float] = {}
+    for spec in dict.fromkeys(METRICS.values()):
+        if spec.needs_model and model is None:
+            continue
+        values = spec.compute(arch, model) if spec.needs_model else spec.compute(arch)
+        origin = ORIGIN.get(f"metric:{spec.names[0]}", "a plugin")
+        if not isinstance(values, dict) or set(values) != set(spec.names):
+            raise ValueError(f"{origin}: metric returned {values!r}; expected a dict with "
+                             f"{', '.join(spec.names)}")
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{origin}: metric {name!r} is {value!r}, not a number")
+            out[name] = float(value)
+    return out
 
 
 def profile_run(run: Run, cfg: dict[str, Any]) -> dict[str, float | int]:

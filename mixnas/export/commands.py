@@ -19,6 +19,7 @@ from mixnas.export.hf import check_format, study_context, study_exporter, target
 from mixnas.search_space import baselines
 from mixnas.search_space.architecture import Architecture
 from mixnas.search_space.model import build_model
+from mixnas.search_space.plugins import load_records
 from mixnas.storage import RDBStorage, StudyRecord, TrialRecord
 
 DEFAULT_VOCAB_SIZE = 256
@@ -52,6 +53,7 @@ def export_from_study(
         record = storage.get_study(study)
     except StudyNotFound as err:
         raise ExportError(str(err)) from None
+    load_records(record.config.get("plugins", []))  # the study's own primitives
     if pareto:
         trials = storage.get_pareto_trials(record.id, record.objectives)
         if not trials:

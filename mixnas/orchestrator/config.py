@@ -94,6 +94,8 @@ class StudyConfig:
     trial_timeout_s: float | None = None
     warm_start: list[str] = field(default_factory=list)  # earlier studies in the same storage
     source: str | None = None  # the file the config came from
+    # the grammar's and installed plugins: ref, module, path, sha256 (resume compares them)
+    plugins: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,6 +126,7 @@ class StudyConfig:
             "trial_timeout_s": self.trial_timeout_s,
             "warm_start": list(self.warm_start),
             "source": self.source,
+            "plugins": [dict(p) for p in self.plugins],
         }
 
     @classmethod
@@ -370,7 +373,7 @@ def _validate_against_components(config: StudyConfig, path: Path, top: _Reader) 
     search space know (a bad setting would otherwise fail every trial, one by one)."""
     from mixnas.evaluator import get_task, profile_metric_names, task_metric_names
     from mixnas.evaluator.trainer import resolve_train
-    from mixnas.search_space import BASELINES, Architecture
+    from mixnas.search_space import BASELINES, Architecture, Grammar
 
     try:
         resolve_train(config.train)
@@ -384,6 +387,9 @@ def _validate_against_components(config: StudyConfig, path: Path, top: _Reader) 
         top.fail(f"task: {exc}", top.line_of("task"))
     known = set(task_metric_names(config.task["name"], **task_settings))
     known |= set(profile_metric_names(config.profile))
+    if any(o.name not in known for o in config.objectives):
+        Grammar.load(config.search_space)  # its plugins may register metrics (docs/primitives.md)
+        known |= set(profile_metric_names(config.profile))
     for objective in config.objectives:
         if objective.name not in known:
             suggestion = did_you_mean(objective.name, sorted(known))

@@ -24,6 +24,7 @@ from mixnas.orchestrator import heartbeat
 from mixnas.orchestrator.cluster import RayRuntime
 from mixnas.orchestrator.study import StudyHandle
 from mixnas.orchestrator.trials import TrialPayload, TrialResult, retry_attrs
+from mixnas.search_space.plugins import with_installed
 from mixnas.storage import TrialCounts, TrialRecord, utcnow
 
 
@@ -188,6 +189,7 @@ class Driver:
             seed=config.seed, keep_weights=config.keep_weights != "none",
             threads=max(1, int(self.ray.per_trial["num_cpus"])),
             gpus=self.ray.per_trial["num_gpus"],
+            plugins=tuple(with_installed(self._grammar.plugins)),
         )
         ref = self.ray.submit(payload)
         self.inflight[ref] = InFlight(trial.number, record.id, dict(trial.params),

@@ -36,6 +36,7 @@ class TrialPayload:
     keep_weights: bool = False
     threads: int = 1  # torch threads of the worker process
     gpus: float = 0.0  # the trial's GPU share (Ray's num_gpus): it trains on CUDA when > 0
+    plugins: tuple = ()  # PluginSources the worker executes first (it may be on another machine)
 
 
 @dataclass

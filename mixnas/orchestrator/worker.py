@@ -49,6 +49,9 @@ def run_trial(payload: TrialPayload) -> TrialResult:
     storage.update_trial(payload.trial_id, started_at=began, worker=worker)
     device, note = trial_device(payload.gpus)
     try:
+        from mixnas.search_space.plugins import load_sources
+
+        load_sources(payload.plugins)
         result = _evaluate(payload, storage, started, worker, device)
         result.device, result.device_note = device, note
         return result
@@ -134,11 +137,13 @@ def _evaluate(payload: TrialPayload, storage: RDBStorage, started: float,
 
 def _upfront_costs(arch, vocab_size: int, payload: TrialPayload) -> dict[str, float]:
     """Analytic costs known before training, so rung comparisons can use them."""
+    from mixnas.evaluator.profiler import plugin_metrics
     from mixnas.search_space import build_model
 
     context = int(payload.profile.get("context_length", 2048))
     model = build_model(arch, vocab_size)
     return {
+        **plugin_metrics(arch),
         "params": float(model.num_params(non_embedding=False)),
         "non_embedding_params": float(model.num_params(non_embedding=True)),
         "state_bytes": float(model.state_bytes(context)),

@@ -50,6 +50,7 @@ class Grammar:
         self.file, self.name, self.description = syntax.file, syntax.name, syntax.description
         self.settings, self.layers, self.rules = syntax.settings, syntax.layers, syntax.rules
         self.constraints = syntax.constraints
+        self.plugins = syntax.plugins  # PluginSources the file named, loaded in this process
         # decision name -> (signature, line): a name must mean one thing in every derivation
         self._names: dict[str, tuple[tuple, int]] = {}
 

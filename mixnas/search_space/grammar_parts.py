@@ -221,6 +221,7 @@ class Syntax:
     layers: Slot  # the start symbol: what derives the layer stack
     constraints: Constraints
     rules: dict[str, Rule]
+    plugins: tuple = ()  # the PluginSources the file's `plugins` key loaded
 
 
 def _scalar(value: Any) -> str:

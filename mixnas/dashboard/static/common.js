@@ -68,6 +68,22 @@ const MX = (() => {
   function familyColor(fam) {
     return getComputedStyle(document.documentElement).getPropertyValue(`--fam-${fam}`).trim();
   }
+  // A mixer's legend key, colour and label. Kinds the dashboard does not know (users' plugin
+  // primitives, docs/primitives.md) each get their own stable colour, hashed from the name.
+  function mixerKey(type) {
+    const fam = family(type);
+    return fam === 'other' ? `plugin:${type}` : fam;
+  }
+  function mixerColor(type) {
+    const key = mixerKey(type);
+    if (!key.startsWith('plugin:')) return familyColor(key);
+    let hash = 0;
+    for (const ch of type) hash = (hash * 31 + ch.charCodeAt(0)) >>> 0;
+    return `hsl(${hash % 360}, 55%, 42%)`;
+  }
+  function keyLabel(key) {
+    return key.startsWith('plugin:') ? `${key.slice(7)} (your primitive)` : FAMILY_LABELS[key] || key;
+  }
 
   const enc = encodeURIComponent;
   const paths = {
@@ -138,6 +154,7 @@ const MX = (() => {
 
   return {
     getJSON, el, escapeHtml, fmt, duration, badge, family, familyColor, FAMILY_LABELS, paths,
+    mixerKey, mixerColor, keyLabel,
     route, header, setLive, poll, objectiveLabel, showError, PLOT_CONFIG, PLOT_FONT,
   };
 })();

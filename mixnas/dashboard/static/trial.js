@@ -30,10 +30,10 @@
         el('div', { class: 'params' }, paramText(mixer.params)),
         el('div', { class: 'branches' }, branches));
     }
-    const color = fam === 'none' ? null : MX.familyColor(fam);
+    const color = fam === 'none' ? null : MX.mixerColor(mixer.type);
     return el('div', {
       class: `mixer ${role} ${fam === 'none' ? 'none' : ''}`, 'data-type': mixer.type,
-      title: `${mixer.type} (${MX.FAMILY_LABELS[fam] || fam})`, style: color ? { background: color } : null,
+      title: `${mixer.type} (${MX.keyLabel(MX.mixerKey(mixer.type))})`, style: color ? { background: color } : null,
     }, el('div', { class: 'name' }, fam === 'none' ? 'no channel mixer' : mixer.type),
     el('div', { class: 'params' }, paramText(mixer.params)));
   }
@@ -51,12 +51,13 @@
       mixerBox(layer.token_mixer, 'token'), mixerBox(layer.channel_mixer, 'channel')));
     $('strip').replaceChildren(el('div', { class: 'io' }, 'embedding'), ...layers,
       el('div', { class: 'io' }, `${arch.norm} norm → LM head`));
-    const used = new Set();
-    const visit = (m) => (m.type === 'parallel' ? (m.params.branches || []).forEach(visit) : used.add(MX.family(m.type)));
+    const used = new Map();  // legend key -> a mixer type of that key
+    const visit = (m) => (m.type === 'parallel' ? (m.params.branches || []).forEach(visit)
+      : used.set(MX.mixerKey(m.type), m.type));
     arch.layers.forEach((l) => { visit(l.token_mixer); visit(l.channel_mixer); });
     used.delete('none');
-    $('legend').replaceChildren(...[...used].map((fam) => el('span', {},
-      el('i', { style: { background: MX.familyColor(fam) } }), MX.FAMILY_LABELS[fam] || fam)));
+    $('legend').replaceChildren(...[...used].map(([key, type]) => el('span', {},
+      el('i', { style: { background: MX.mixerColor(type) } }), MX.keyLabel(key))));
   }
 
   // -- tables -----------------------------------------------------------------------------------
