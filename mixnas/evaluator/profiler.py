@@ -76,6 +76,12 @@ def resolve_profile(profile: dict[str, Any] | None) -> dict[str, Any]:
     return cfg
 
 
+def is_profile_metric(name: str) -> bool:
+    """Whether an objective is a cost the profiler measures (the same on every task) rather than a
+    task's quality metric: the one rule that splits a study's objectives into quality and cost."""
+    return name in PROFILE_METRICS or name.startswith("prefill_ms@")
+
+
 def profile_metric_names(profile: dict[str, Any] | None = None) -> list[str]:
     """The metric names a profile with these settings reports (`prefill_ms@T` expanded)."""
     cfg = resolve_profile(profile)

@@ -8,9 +8,10 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from ._device import DEVICE
 
 from mixnas.kernels import reference as R
+
+from ._device import DEVICE
 
 DT = torch.float64
 
