@@ -78,6 +78,17 @@ def resolve_profile(profile: dict[str, Any] | None) -> dict[str, Any]:
     return cfg
 
 
+def is_profile_metric(name: str) -> bool:
+    """Whether an objective is a cost the profiler measures (the same on every task) rather than a
+    task's quality metric: the one rule that splits a study's objectives into quality and cost.
+    A loaded plugin's metric of the architecture alone is a cost too; one that needs the trained
+    model is measured after training, like a task metric."""
+    if name in PROFILE_METRICS or name.startswith("prefill_ms@"):
+        return True
+    spec = METRICS.get(name)
+    return spec is not None and not spec.needs_model
+
+
 def profile_metric_names(profile: dict[str, Any] | None = None) -> list[str]:
     """The metric names a profile with these settings reports (`prefill_ms@T` expanded), and
     the loaded plugins' metrics.

@@ -78,6 +78,9 @@ def linear_attention(q, k, v, log_decay=None, scale=None, initial_state=None,
         o `[B, T, H, Dv]` (dtype of q), and with output_final_state the float32 (float64 for
         float64 inputs) state `[B, H, Dk, Dv]`. Naive reference:
         `reference.linear_attention_recurrent`.
+
+    Raises:
+        ValueError: log_decay of none of the shapes above, chunk_size not a positive integer.
     """
     if chunk_size is None:
         chunk_size = reference.default_chunk_size(q)
@@ -106,6 +109,9 @@ def delta_rule(q, k, v, beta, log_decay=None, scale=None, initial_state=None,
     Returns:
         o `[B, T, H, Dv]` (dtype of q), and with output_final_state the state `[B, H, Dk, Dv]`.
         Naive reference: `reference.delta_rule_recurrent`.
+
+    Raises:
+        ValueError: log_decay of none of the shapes above, chunk_size not a positive integer.
     """
     if chunk_size is None:
         chunk_size = reference.default_chunk_size(q)
@@ -158,6 +164,9 @@ def causal_conv1d(x, weight, bias=None, activation=None):
     Returns:
         y `[B, T, C]`. Reference: `reference.causal_conv1d`; one decode step:
         `causal_conv1d_step`.
+
+    Raises:
+        ValueError: an activation other than None or 'silu'.
     """
     if dispatch.reference_fast_path(x):
         return reference.causal_conv1d(x, weight, bias=bias, activation=activation)
@@ -166,8 +175,18 @@ def causal_conv1d(x, weight, bias=None, activation=None):
 
 
 def implementation(op, *args, **kwargs):
-    """The name of the implementation (`dispatch.CANDIDATES[op]`) that `op(*args, **kwargs)` runs
-    first: 'reference', 'triton', 'sdpa', 'sdpa_cudnn', 'flex', ..."""
+    """Which implementation an op would run for these inputs (for tests and benchmarks).
+
+    Args:
+        op: An op's name: 'attention', 'linear_attention', 'delta_rule', 'rms_norm', 'swiglu' or
+            'causal_conv1d'.
+        *args, **kwargs: The op's arguments, as for the op itself (only shapes, dtype, device and
+            the options that choose a kernel are read).
+
+    Returns:
+        The name in `dispatch.CANDIDATES[op]` it runs first: 'reference', 'triton', 'sdpa',
+        'sdpa_cudnn', 'flex', ...
+    """
     if op == "attention":
         call = dispatch.attention_call(args[0], args[1], kwargs.get("causal", True),
                                        kwargs.get("window"))

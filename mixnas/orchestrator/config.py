@@ -221,7 +221,20 @@ def _type_name(value: Any) -> str:
 
 
 def load_study_config(path: str | Path, *, validate_names: bool = True) -> StudyConfig:
-    """Load and validate a study file. Raises ConfigError('FILE:LINE: message')."""
+    """Load and validate a study file, before anything is written anywhere.
+
+    Args:
+        path: The study YAML file.
+        validate_names: Also check the task, its settings, the objectives' names and the
+            baselines against the evaluator and search space (False: the file's own structure
+            only).
+
+    Returns:
+        The study's config, defaults filled in; `search_space` resolved against the file's folder.
+
+    Raises:
+        ConfigError: One line, `FILE:LINE: message`, for the first problem found.
+    """
     path = Path(path)
     data = read_yaml(path)
     if data is None:

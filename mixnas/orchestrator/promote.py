@@ -119,12 +119,10 @@ def scale_budget(budget: dict[str, Any], scale: float) -> dict[str, Any]:
 
 def quality_objective(config: StudyConfig) -> Objective:
     """The study's first objective that the task measures (not a cost from the profiler)."""
-    from mixnas.evaluator import task_metric_names
+    from mixnas.evaluator.profiler import is_profile_metric
 
-    settings = {k: v for k, v in config.task.items() if k != "name"}
-    metrics = set(task_metric_names(config.task["name"], **settings))
     for objective in config.objectives:
-        if objective.name in metrics:
+        if not is_profile_metric(objective.name):
             return objective
     raise ValueError(
         f"study '{config.name}' has no quality objective (a metric of task "

@@ -86,16 +86,14 @@ def trial_device(gpus: float) -> tuple[str, str | None]:
 
 def _evaluate(payload: TrialPayload, storage: RDBStorage, started: float,
               worker: str, device: str) -> TrialResult:
-    from mixnas.evaluator import evaluate, get_task, task_metric_names
+    from mixnas.evaluator import evaluate, get_task
     from mixnas.search_space import Architecture
     from mixnas.search_space.model import state_dict_bytes
 
     arch = Architecture.from_json(payload.arch_json)
     task = payload.task
     settings = {k: v for k, v in task.items() if k != "name"}
-    quality_dirs, cost_dirs = split_objectives(
-        payload.objectives, set(task_metric_names(task["name"], **settings))
-    )
+    quality_dirs, cost_dirs = split_objectives(payload.objectives)
     costs = _upfront_costs(arch, get_task(task["name"], **settings).vocab_size, payload)
     storage.update_trial(payload.trial_id, profile=costs)
 

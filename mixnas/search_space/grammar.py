@@ -56,7 +56,17 @@ class Grammar:
 
     @classmethod
     def load(cls, path: str | Path) -> Grammar:
-        """Read and check a grammar file; raises `GrammarError` (`FILE:LINE: message`)."""
+        """Read and check a grammar file.
+
+        Args:
+            path: The grammar YAML file.
+
+        Returns:
+            The grammar, parsed and checked (every rule reachable, every slot filled).
+
+        Raises:
+            GrammarError: One line, `FILE:LINE: message`, for the first problem found.
+        """
         return cls.parse(read_text(path, GrammarError), str(path))
 
     @classmethod
