@@ -101,7 +101,7 @@ def test_export_of_a_plugin_design_loads_without_mixnas(study):
     out = tmp / "exported"
     mixnas("export", "ema", "--storage", url, "--trial", str(number), "-o", str(out))
     code = (out / "model.py").read_text()
-    assert "class EmaMixer(nn.Module):" in code and "register(" not in code
+    assert "class EmaMixer(nn.Module):" in code and "PrimitiveSpec(" not in code
     import safetensors
 
     result = run_isolated(LOAD, [str(out)], (torch, safetensors), tmp)
