@@ -19,8 +19,8 @@ def _arch(name):
 def test_plugin_class_is_copied_into_model_py(tmp_path):
     load_plugin(str(plugin(tmp_path, "copied_shift")))
     code = generate_code(_arch("copied_shift"), 32)
-    assert "class CopiedShift(nn.Module):" in code and "'copied_shift': CopiedShift" in code
-    assert "register(" not in code and "from mixnas" not in code
+    assert "class CopiedShift(nn.Module):" in code and "\"copied_shift\": CopiedShift" in code
+    assert "PrimitiveSpec(" not in code and "from mixnas" not in code
 
 
 def test_an_import_export_cannot_copy_is_one_clear_error(tmp_path):

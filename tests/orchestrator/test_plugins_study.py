@@ -32,7 +32,12 @@ profile: {latency: false, context_length: 64}
 n_trials: 4
 workers: 2
 seed: 3
-baselines: []
+baselines:                    # so that an EMA design trains whatever the sampler draws
+  - name: ema-2l
+    d_model: 32
+    layers:
+      - {token_mixer: {type: ema}, channel_mixer: {type: swiglu}}
+      - {token_mixer: {type: ema}, channel_mixer: {type: swiglu}}
 keep_weights: all
 reuse_results: false
 pruning: {enabled: false}
@@ -74,6 +79,7 @@ def test_plugin_primitives_train_on_ray_workers_and_report_plugin_metrics(study)
         record = conn.execute(sa.select(StudyRecord)).one()
         trials = conn.execute(sa.select(TrialRecord)).all()
     complete = [t for t in trials if t.state == "complete"]
+    assert not [t for t in trials if t.state == "failed"], [t.failure_reason for t in trials]
     assert len(complete) >= 3, [(t.state, t.failure_reason) for t in trials]
     ema = [t for t in complete if '"ema"' in t.arch_json]
     assert ema, "the sampler never drew the plugin primitive"
@@ -95,7 +101,7 @@ def test_export_of_a_plugin_design_loads_without_mixnas(study):
     out = tmp / "exported"
     mixnas("export", "ema", "--storage", url, "--trial", str(number), "-o", str(out))
     code = (out / "model.py").read_text()
-    assert "class EmaMixer(nn.Module):" in code and "register(" not in code
+    assert "class EmaMixer(nn.Module):" in code and "PrimitiveSpec(" not in code
     import safetensors
 
     result = run_isolated(LOAD, [str(out)], (torch, safetensors), tmp)
