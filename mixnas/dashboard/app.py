@@ -33,7 +33,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from mixnas.dashboard.store import NotFound, Store, finite
-from mixnas.pareto import hypervolume_history, reference_point, to_loss
+from mixnas.pareto import hypervolume_history, normalized, readable_reference, to_loss
 from mixnas.storage import TRIAL_STATES
 
 STATIC = Path(__file__).parent / "static"
@@ -54,6 +54,11 @@ SECURITY_HEADERS = [
 class BadRequest(HTTPException):
     def __init__(self, detail: str):
         super().__init__(400, detail)
+
+
+# The study page's view state in its URL: axes, colour, scales, hypervolume dimensions.
+STUDY_VIEW = ("x", "y", "colour", "xscale", "yscale", "hv")
+VIEW_CHOICES = {"xscale": ("linear", "log"), "yscale": ("linear", "log"), "hv": ("all", "xy")}
 
 
 def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Starlette:
@@ -106,16 +111,30 @@ def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Star
 
     # -- pages ---------------------------------------------------------------------------------
 
-    def page(name: str):
+    def page(name: str, *view: str):
         def endpoint(request: Request):
-            query(request)
+            params = query(request, *view)
             p = request.path_params
             if "name" in p and not store.exists(p["name"], p.get("number")):
                 what = f"trial {p['number']} of " if "number" in p else ""
                 raise HTTPException(404, f"no {what}study {p['name']!r}")
+            if "name" in p and "number" not in p:
+                check_view(study_of(request), params)
             return FileResponse(STATIC / name, headers={"cache-control": "no-cache"})
 
         return endpoint
+
+    def check_view(study: dict, params: dict[str, str]) -> None:
+        """A shared view's URL (`?x=state_bytes&xscale=log`) names real objectives and scales."""
+        names = [o["name"] for o in study["objectives"]]
+        for key in ("x", "y", "colour", "objective"):
+            if params.get(key) and params[key] not in names:
+                raise BadRequest(f"{key}: unknown objective {params[key]!r}; study "
+                                 f"{study['name']!r} has: {', '.join(names)}")
+        for key, allowed in VIEW_CHOICES.items():
+            if key in params and params[key] not in allowed:
+                raise BadRequest(f"{key} must be one of {', '.join(allowed)}, "
+                                 f"got {params[key]!r}")
 
     def plotly_js(request: Request):
         headers = {"cache-control": "max-age=86400", "vary": "accept-encoding"}
@@ -157,11 +176,16 @@ def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Star
         study = study_of(request)
         objectives = axes(study, query(request, "x", "y"), [o["name"] for o in study["objectives"]])
         front = store.front(study["id"], objectives)
+        repeats = store.repeats(study["id"])
         return JSONResponse(
             {
                 "objectives": objectives,
                 "trials": [p.number for p in front],
                 "values": [[finite(v) for v in p.values] for p in front],
+                # one point per design: the trials that repeat a front design's result
+                "repeats": {
+                    str(p.number): repeats[p.design][1:] for p in front if p.design in repeats
+                },
             }
         )
 
@@ -170,23 +194,26 @@ def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Star
         names = [o["name"] for o in study["objectives"]]
         if len(names) < 2:
             raise BadRequest(f"study {study['name']!r} has one objective; hypervolume needs two")
-        objectives = axes(study, query(request, "x", "y"), names[:2])
+        objectives = axes(study, query(request, "x", "y"), names)  # no x, y: all objectives
         names = [o["name"] for o in objectives]
         directions = [o["direction"] for o in objectives]
         points = [
-            (p.number, to_loss(p.values, directions))
-            for p in store.points(study["id"], names)
-            if all(math.isfinite(v) for v in p.values)
+            p for p in store.points(study["id"], names) if all(math.isfinite(v) for v in p.values)
         ]
-        ref = reference_point([p for _, p in points]) if points else None
-        return JSONResponse(
-            {
-                "objectives": objectives,
-                "reference": ref and list(to_loss(ref, directions)),
-                "trials": [number for number, _ in points],
-                "hypervolume": hypervolume_history([p for _, p in points], ref) if points else [],
-            }
-        )
+        answer = {"objectives": objectives, "reference": None, "ideal": None, "trials": [],
+                  "hypervolume": [], "normalized": []}
+        if points:
+            ref = readable_reference([p.values for p in points], directions)
+            losses = [to_loss(p.values, directions) for p in points]
+            ref_loss = to_loss(ref, directions)
+            ideal = [min(column) for column in zip(*losses)]
+            history = hypervolume_history(losses, ref_loss)
+            answer.update(
+                reference=list(ref), ideal=list(to_loss(ideal, directions)),
+                trials=[p.number for p in points], hypervolume=history,
+                normalized=[normalized(v, ideal, ref_loss) for v in history],
+            )
+        return JSONResponse(answer)
 
     def api_trial(request: Request):
         query(request)
@@ -239,7 +266,7 @@ def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Star
 
     routes = [
         Route("/", page("studies.html")),
-        Route("/studies/{name}", page("study.html")),
+        Route("/studies/{name}", page("study.html", *STUDY_VIEW)),
         Route("/studies/{name}/trials/{number:int}", page("trial.html")),
         Route("/vendor/plotly.min.js", plotly_js),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

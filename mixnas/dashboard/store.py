@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from mixnas import pareto
+from mixnas.dashboard.designs import Design, describe
 from mixnas.errors import StudyNotFound
 from mixnas.storage import TRIAL_STATES, RDBStorage, StudyRecord
 
@@ -65,6 +66,9 @@ class Row(NamedTuple):
     started_at: datetime
     finished_at: datetime | None
     values: dict
+    params: dict
+    duplicate_of: int | None
+    design: Design | None
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ class Store:
             return cached
         rows = [
             Row(r.number, r.state, r.baseline, mix_label(r.arch_json), r.arch_hash, r.started_at,
-                r.finished_at, r.values)
+                r.finished_at, r.values, r.params or {}, r.duplicate_of, describe(r.arch_json))
             for r in self.storage.get_trial_summaries(study_id)
         ]
         snapshot = Snapshot(fingerprint, rows)
@@ -148,7 +152,8 @@ class Store:
             )
         ]
         return {
-            "fields": ["number", "state", "baseline", "mix", "seconds", "values"],
+            "fields": ["number", "state", "baseline", "mix", "seconds", "values", "design",
+                       "shape"],
             "objectives": objectives,
             "rows": [
                 [
@@ -160,6 +165,8 @@ class Store:
                     if r.finished_at is None
                     else round((r.finished_at - r.started_at).total_seconds(), 1),
                     [finite(r.values.get(name)) for name in objectives],
+                    r.arch_hash,
+                    r.design.shape if r.design else None,
                 ]
                 for r in rows
             ],
@@ -177,6 +184,15 @@ class Store:
         """The study's Pareto front over `objectives` ({"name", "direction"}), by mixnas.pareto."""
         points = self.points(study_id, [o["name"] for o in objectives])
         return pareto.front(points, [o["direction"] for o in objectives])
+
+    def repeats(self, study_id: int) -> dict[str, list[int]]:
+        """Design (architecture hash) -> its complete trials by number, for designs tried more
+        than once: the first trained it, the others repeat (or reused) its result."""
+        trials: dict[str, list[int]] = {}
+        for r in self.snapshot(study_id).rows:
+            if r.state == "complete" and r.arch_hash:
+                trials.setdefault(r.arch_hash, []).append(r.number)
+        return {design: numbers for design, numbers in trials.items() if len(numbers) > 1}
 
     def exists(self, study_name: str, number: int | None = None) -> bool:
         try:

@@ -190,3 +190,36 @@ def test_screenshot_for_the_docs(browser, tmp_path):
         page.close()
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_front_view_state_lives_in_the_url_and_points_are_designs(page, base_url):
+    page.goto(f"{base_url}/studies/demo?x=latency_ms&y=mqar_acc&xscale=log&hv=xy")
+    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+    assert page.input_value("#x-axis") == "latency_ms" and page.input_value("#x-scale") == "log"
+    layout = page.evaluate("() => document.getElementById('pareto').layout")
+    assert layout["xaxis"]["type"] == "log" and layout["yaxis"]["type"] == "linear"
+    hv = page.evaluate("() => document.getElementById('hypervolume').layout.yaxis.title.text")
+    assert hv.startswith("hypervolume (2-D")
+    page.select_option("#y-scale", "log")
+    page.select_option("#hv-dims", "all")
+    page.wait_for_function("() => location.search.includes('hv=all')")
+    assert "yscale=log" in page.url and "x=latency_ms" in page.url
+    page.wait_for_function(
+        "() => document.getElementById('hypervolume').layout.yaxis.title.text.includes('3-D')"
+    )
+
+    front = page.request.get(f"{base_url}/api/studies/demo/pareto?x=latency_ms&y=mqar_acc").json()
+    data = page.evaluate("() => document.getElementById('pareto').data")
+    markers = next(t for t in data if t["name"].startswith("Pareto front"))
+    assert sorted(c[0] for c in markers["customdata"]) == sorted(front["trials"])
+    every = [c[0] for t in data if t.get("customdata") for c in t["customdata"]
+             if t["name"].startswith(("Pareto", "dominated"))]
+    assert len(every) == len(set(every))  # one point per design
+    text = markers["customdata"][0][1]
+    assert "d_model" in text and "layers:" in text
+    assert all(name in text for name in ("loss", "latency_ms", "mqar_acc"))
+    repeated = [n for n, r in front["repeats"].items() if r]
+    if repeated:  # the count sits beside the point, and its hover names the trial that trained it
+        counts = next(t for t in data if t["name"] == "tried more than once")
+        assert f"×{len(front['repeats'][repeated[0]]) + 1}" in counts["text"]
+    assert page.errors == []
