@@ -149,14 +149,14 @@ def build_demo_db(
     done: list[dict] = []  # complete trials that trained their design: what repeats reuse
     for number in range(n_trials):
         base = baselines()
-        params, original = None, None
+        decisions, original = None, None
         if number < len(base):
             arch = base[number]
         elif done and number < n_trials - running and rng.random() < 0.06:
             original = rng.choice(done)  # the sampler drew a design again: its result is reused
-            arch, params = Architecture.from_json(original["arch_json"]), original["params"]
+            arch, decisions = Architecture.from_json(original["arch_json"]), original["params"]
         else:
-            arch, params = random_architecture(rng)
+            arch, decisions = random_architecture(rng)
         values = original["values"] if original else _objectives(arch, rng)
         state = "complete"
         if number >= n_trials - running:
@@ -172,7 +172,7 @@ def build_demo_db(
             "arch_json": arch.canonical_json(),
             "arch_hash": arch.hash,
             "baseline": arch.name,
-            "params": params,
+            "params": decisions,
             "duplicate_of": original["number"] if original else None,
             "values": values if state == "complete" else None,
             "metrics": None,
@@ -208,7 +208,7 @@ def build_demo_db(
         steps = {"complete": 1200, "pruned": 300, "running": 400, "failed": 200}.get(state, -1)
         if original:
             steps, trial["metrics"], trial["profile"] = -1, original["metrics"], original["profile"]
-        elif state == "complete":
+        elif state == "complete" and decisions:
             done.append(trial)
         trials.append(trial)
         curves.append(_curve(values, steps, rungs, rng))

@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from mixnas import pareto
+from mixnas.dashboard import insight
 from mixnas.dashboard.designs import Design, describe
 from mixnas.errors import StudyNotFound
 from mixnas.storage import TRIAL_STATES, RDBStorage, StudyRecord
@@ -92,6 +93,7 @@ class Store:
     def __init__(self, storage_url: str):
         self.storage = RDBStorage(storage_url, "read_only")
         self._snapshots: dict[int, Snapshot] = {}
+        self._insights: dict[int, tuple[tuple, dict]] = {}  # study -> (fingerprint, answer)
 
     def snapshot(self, study_id: int) -> Snapshot:
         """The study's trial rows, reloaded only when a trial was added, changed state or finished
@@ -184,6 +186,23 @@ class Store:
         """The study's Pareto front over `objectives` ({"name", "direction"}), by mixnas.pareto."""
         points = self.points(study_id, [o["name"] for o in objectives])
         return pareto.front(points, [o["direction"] for o in objectives])
+
+    def insight(self, study_id: int, objectives: list[dict]) -> dict:
+        """Decision importances and composition rows (`mixnas.dashboard.insight`), computed
+        once per state of the study's trials: the cache holds while its fingerprint does."""
+        snapshot = self.snapshot(study_id)
+        cached = self._insights.get(study_id)
+        if cached is not None and cached[0] == snapshot.fingerprint:
+            return {**cached[1], "cached": True}
+        found = insight.importances(snapshot.rows, objectives)
+        answer = {
+            "importance": found,
+            "composition": insight.composition(
+                snapshot.rows, objectives, insight.top_decisions(found)
+            ),
+        }
+        self._insights[study_id] = (snapshot.fingerprint, answer)
+        return {**answer, "cached": False}
 
     def repeats(self, study_id: int) -> dict[str, list[int]]:
         """Design (architecture hash) -> its complete trials by number, for designs tried more

@@ -223,3 +223,29 @@ def test_front_view_state_lives_in_the_url_and_points_are_designs(page, base_url
         counts = next(t for t in data if t["name"] == "tried more than once")
         assert f"×{len(front['repeats'][repeated[0]]) + 1}" in counts["text"]
     assert page.errors == []
+
+
+def test_trial_page_lists_decisions_links_reuse_and_splits_curve_axes(page, base_url):
+    rows = page.request.get(f"{base_url}/api/studies/demo/trials?state=complete").json()["rows"]
+    repeat = next(
+        t for t in (page.request.get(f"{base_url}/api/studies/demo/trials/{r[0]}").json()
+                    for r in rows if r[0] >= 4)
+        if t["duplicate_of"] is not None
+    )
+    page.goto(f"{base_url}/studies/demo/trials/{repeat['number']}")
+    page.wait_for_selector("body[data-ready=true]")
+    link = page.locator("#reused a")
+    assert link.get_attribute("href") == f"/studies/demo/trials/{repeat['duplicate_of']}"
+    names = page.locator("#decisions td:first-child").all_inner_texts()
+    assert names == list(repeat["params"]) and "depth" in names
+    link.click()
+    page.wait_for_url(f"**/trials/{repeat['duplicate_of']}")
+    page.wait_for_selector("body[data-ready=true]")
+    layout = page.evaluate("() => document.getElementById('curve').layout")
+    data = page.evaluate("() => document.getElementById('curve').data")
+    assert layout["yaxis"]["title"]["text"] == "loss" and layout["yaxis2"]["side"] == "right"
+    by_name = {t["name"]: t.get("yaxis", "y") for t in data}
+    assert by_name["mqar_acc"] == "y2" and by_name["val_loss"] == "y"
+    assert len(data[0]["x"]) >= 15  # an evaluation every 5% of the budget
+    assert [a["text"] for a in layout["annotations"]] == ["rung 0", "rung 1"]
+    assert page.errors == []
