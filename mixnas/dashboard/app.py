@@ -51,6 +51,14 @@ SECURITY_HEADERS = [
 ]
 
 
+# plotly's parallel coordinates draw with WebGL (regl), which compiles its shaders with
+# `new Function`: the "what matters" page alone allows that, still only for scripts from here.
+EVAL_CSP = {
+    "content-security-policy": SECURITY_HEADERS[-1][1].decode().replace(
+        "default-src 'self';", "default-src 'self'; script-src 'self' 'unsafe-eval';")
+}
+
+
 class BadRequest(HTTPException):
     def __init__(self, detail: str):
         super().__init__(400, detail)
@@ -111,7 +119,7 @@ def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Star
 
     # -- pages ---------------------------------------------------------------------------------
 
-    def page(name: str, *view: str):
+    def page(name: str, *view: str, headers: dict | None = None):
         def endpoint(request: Request):
             params = query(request, *view)
             p = request.path_params
@@ -120,7 +128,8 @@ def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Star
                 raise HTTPException(404, f"no {what}study {p['name']!r}")
             if "name" in p and "number" not in p:
                 check_view(study_of(request), params)
-            return FileResponse(STATIC / name, headers={"cache-control": "no-cache"})
+            extra = {"cache-control": "no-cache", **(headers or {})}
+            return FileResponse(STATIC / name, headers=extra)
 
         return endpoint
 
@@ -215,6 +224,28 @@ def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Star
             )
         return JSONResponse(answer)
 
+    def api_insight(request: Request):
+        query(request)
+        study = study_of(request)
+        return JSONResponse(store.insight(study["id"], study["objectives"]))
+
+    def compared(request: Request) -> tuple[dict, dict]:
+        params = query(request, "a", "b")
+        if not params.get("a") or not params.get("b"):
+            raise BadRequest("give two studies: ?a=NAME&b=NAME")
+        try:
+            return store.study(params["a"], False), store.study(params["b"], False)
+        except NotFound as error:
+            raise HTTPException(404, str(error)) from error
+
+    def api_compare(request: Request):
+        a, b = compared(request)
+        return JSONResponse(store.compare(a, b))
+
+    def compare_page(request: Request):
+        compared(request)
+        return FileResponse(STATIC / "compare.html", headers={"cache-control": "no-cache"})
+
     def api_trial(request: Request):
         query(request)
         trial = trial_of(request)
@@ -268,6 +299,8 @@ def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Star
         Route("/", page("studies.html")),
         Route("/studies/{name}", page("study.html", *STUDY_VIEW)),
         Route("/studies/{name}/trials/{number:int}", page("trial.html")),
+        Route("/studies/{name}/insight", page("insight.html", "objective", headers=EVAL_CSP)),
+        Route("/compare", compare_page),
         Route("/vendor/plotly.min.js", plotly_js),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         Route("/api/studies", api_studies),
@@ -275,6 +308,8 @@ def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Star
         Route("/api/studies/{name}/trials", api_trials),
         Route("/api/studies/{name}/pareto", api_pareto),
         Route("/api/studies/{name}/hypervolume", api_hypervolume),
+        Route("/api/studies/{name}/insight", api_insight),
+        Route("/api/compare", api_compare),
         Route("/api/studies/{name}/trials/{number:int}", api_trial),
         Route("/api/studies/{name}/trials/{number:int}/code", api_code),
         Route("/api/trials/{id:int}", api_trial),
@@ -302,7 +337,9 @@ class SecurityHeaders:
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}  # a page may set its own CSP
+                message["headers"] = headers + [h for h in SECURITY_HEADERS if h[0] not in present]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

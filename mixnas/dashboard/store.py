@@ -204,6 +204,35 @@ class Store:
         self._insights[study_id] = (snapshot.fingerprint, answer)
         return {**answer, "cached": False}
 
+    def compare(self, a: dict, b: dict) -> dict:
+        """Two studies side by side: each one's designs and front over the objectives they share,
+        and the designs (architecture hashes) both tried, with both results.
+
+        Args:
+            a: `study(name, summary=False)` of the first study; b: of the second.
+        """
+        by_name = {o["name"]: o for o in b["objectives"]}
+        shared = [o for o in a["objectives"] if by_name.get(o["name"]) == o]
+        names = [o["name"] for o in shared]
+        sides = []
+        for study in (a, b):
+            points = pareto.distinct(self.points(study["id"], names))
+            front = {p.number for p in pareto.front(points, [o["direction"] for o in shared])}
+            sides.append({
+                "name": study["name"],
+                "trials": [p.number for p in points],
+                "values": [[finite(v) for v in p.values] for p in points],
+                "designs": [p.design for p in points],
+                "front": sorted(front),
+            })
+        first_a = {d: i for i, d in enumerate(sides[0]["designs"]) if d}
+        matched = [
+            {"design": d, "a": sides[0]["trials"][first_a[d]], "b": sides[1]["trials"][j],
+             "a_values": sides[0]["values"][first_a[d]], "b_values": sides[1]["values"][j]}
+            for j, d in enumerate(sides[1]["designs"]) if d in first_a
+        ]
+        return {"objectives": shared, "studies": sides, "shared_designs": matched}
+
     def repeats(self, study_id: int) -> dict[str, list[int]]:
         """Design (architecture hash) -> its complete trials by number, for designs tried more
         than once: the first trained it, the others repeat (or reused) its result."""

@@ -269,6 +269,9 @@ def test_pages_and_assets(client):
     headers = client.get("/").headers
     assert headers["x-frame-options"] == "DENY"
     assert "default-src 'self'" in headers["content-security-policy"]
+    assert "unsafe-eval" not in headers["content-security-policy"]
+    insight = client.get("/studies/demo/insight").headers.get_list("content-security-policy")
+    assert len(insight) == 1 and "script-src 'self' 'unsafe-eval'" in insight[0]  # WebGL only
 
 
 def test_read_only(client, demo_db):

@@ -249,3 +249,60 @@ def test_trial_page_lists_decisions_links_reuse_and_splits_curve_axes(page, base
     assert len(data[0]["x"]) >= 15  # an evaluation every 5% of the budget
     assert [a["text"] for a in layout["annotations"]] == ["rung 0", "rung 1"]
     assert page.errors == []
+
+
+def test_what_matters_page_shows_importances_composition_and_parallel_view(page, base_url):
+    page.goto(f"{base_url}/studies/demo/insight?objective=latency_ms")
+    page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+    found = page.request.get(f"{base_url}/api/studies/demo/insight").json()
+    assert page.input_value("#objective") == "latency_ms"
+    bars = page.evaluate("() => document.getElementById('importance').data[0]")
+    ranking = found["importance"]["by_objective"]["latency_ms"]
+    assert bars["y"][-1] == ranking[0][0]  # the most important decision at the top
+    assert f"{found['importance']['n']} complete designs" in page.inner_text("#importance-note")
+    share = page.evaluate("() => document.getElementById('by-share').data[0]")
+    assert len(share["x"]) == len(found["composition"]["rows"])
+    for plot in ("by-family", "by-placement"):
+        assert page.evaluate(f"() => document.getElementById('{plot}').data[0].type") == "box"
+    dims = page.evaluate("() => document.getElementById('parallel').data[0].dimensions")
+    labels = [d["label"] for d in dims]
+    assert labels[-3:] == ["loss", "latency_ms", "mqar_acc"]
+    assert labels[:-3] == found["composition"]["decisions"]
+    page.select_option("#objective", "mqar_acc")
+    page.wait_for_function("() => location.search === '?objective=mqar_acc'")
+    assert page.errors == []
+
+
+def test_what_matters_hides_figures_below_the_minimum(browser, tmp_path):
+    url = build_demo_db(tmp_path / "few.db", n_trials=12, with_optuna=False)
+    server, thread, base = serve_in_thread(url)
+    page = browser.new_page()
+    try:
+        page.goto(f"{base}/studies/demo/insight")
+        page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+        assert "importances need at least 20" in page.inner_text("#importance")
+    finally:
+        page.close()
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_compare_page_overlays_fronts_and_lists_shared_designs(browser, tmp_path):
+    url = build_demo_db(tmp_path / "pair.db", n_trials=40, with_optuna=False)
+    build_demo_db(url, n_trials=30, seed=5, study_name="child", with_optuna=False)
+    server, thread, base = serve_in_thread(url)
+    page = browser.new_page()
+    try:
+        page.goto(f"{base}/compare?a=demo&b=child")
+        page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+        answer = page.request.get(f"{base}/api/compare?a=demo&b=child").json()
+        names = page.evaluate("() => document.getElementById('overlay').data.map(t => t.name)")
+        assert any(n.startswith("demo front") for n in names)
+        assert any(n.startswith("child front") for n in names)
+        rows = page.locator("#shared-table tbody tr")
+        assert rows.count() == len(answer["shared_designs"]) >= 4
+        assert rows.first.locator("a").first.get_attribute("href").startswith("/studies/demo/")
+    finally:
+        page.close()
+        server.should_exit = True
+        thread.join(timeout=10)
