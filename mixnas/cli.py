@@ -454,6 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--json", action="store_true")
     promote.set_defaults(handler=cmd_study_promote)
 
+    from mixnas.dashboard.report import add_report_command
+
+    add_report_command(study_cmds, DEFAULT_STORAGE)
+
     space = commands.add_parser("space", help="inspect search-space grammars")
     space_cmds = space.add_subparsers(title="space commands", metavar="ACTION")
     show = space_cmds.add_parser("show", help="print a grammar as a tree")
