@@ -306,3 +306,56 @@ def test_compare_page_overlays_fronts_and_lists_shared_designs(browser, tmp_path
         page.close()
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_html_report_opens_offline_with_its_plots(browser, demo_db, tmp_path):
+    from mixnas.dashboard.report import write_report
+
+    (out,) = write_report(demo_db, "demo", tmp_path / "report.html")
+    context = browser.new_context(offline=True)
+    page = context.new_page()
+    fetched = []
+    page.on("request", lambda r: r.url.startswith("file:") or fetched.append(r.url))
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(out.as_uri())
+        page.wait_for_selector(".plotly-graph-div .main-svg", timeout=30_000)
+        graphs = page.locator(".plotly-graph-div")
+        assert graphs.count() >= 3
+        assert page.locator(".plotly-graph-div .main-svg").count() >= graphs.count()
+        assert page.locator(".strip span").count() > 0
+        assert fetched == [] and errors == []
+    finally:
+        context.close()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("MIXNAS_DASHBOARD_SCREENSHOTS"),
+    reason="set MIXNAS_DASHBOARD_SCREENSHOTS=docs to write the study, what-matters and report PNGs",
+)
+def test_insight_screenshots_for_the_docs(browser, tmp_path):
+    from mixnas.dashboard.report import write_report
+
+    folder = Path(os.environ["MIXNAS_DASHBOARD_SCREENSHOTS"])
+    url = build_demo_db(tmp_path / "shots.db", n_trials=400, seed=1, running=1, with_optuna=False)
+    server, thread, base_url = serve_in_thread(url)
+    page = browser.new_page(viewport={"width": 1440, "height": 1020}, device_scale_factor=1)
+    try:
+        page.goto(f"{base_url}/studies/demo?x=latency_ms&y=mqar_acc&xscale=log")
+        page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(folder / "dashboard-study.png"))
+        page.goto(f"{base_url}/studies/demo/insight?objective=mqar_acc")
+        page.wait_for_selector("body[data-ready=true]", timeout=120_000)
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(folder / "dashboard-insight.png"), full_page=True)
+        (report,) = write_report(url, "demo", tmp_path / "report.html")
+        page.goto(report.as_uri())
+        page.wait_for_selector(".plotly-graph-div .main-svg", timeout=30_000)
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(folder / "study-report.png"))
+    finally:
+        page.close()
+        server.should_exit = True
+        thread.join(timeout=10)
