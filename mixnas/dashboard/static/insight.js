@@ -122,7 +122,7 @@
       };
     });
     view.study.objectives.forEach((o, i) => dimensions.push({
-      label: escapeHtml(o.name), values: rows.map((r) => r[VALUES][i]), tickformat: '~s',
+      label: escapeHtml(o.name), values: rows.map((r) => r[VALUES][i]),
     }));
     Plotly.react('parallel', [{
       type: 'parcoords', dimensions,
