@@ -144,26 +144,8 @@ class Api:
         if len(names) < 2:
             raise BadRequest(f"study {study['name']!r} has one objective; hypervolume needs two")
         objectives = axes(study, query(request, "x", "y"), names)  # no x, y: all objectives
-        names = [o["name"] for o in objectives]
-        directions = [o["direction"] for o in objectives]
-        points = [
-            p
-            for p in self.store.points(study["id"], names)
-            if all(math.isfinite(v) for v in p.values)
-        ]
-        answer = {"objectives": objectives, "reference": None, "ideal": None, "trials": [],
-                  "hypervolume": [], "normalized": []}
-        if points:
-            ref = readable_reference([p.values for p in points], directions)
-            losses = [to_loss(p.values, directions) for p in points]
-            ref_loss = to_loss(ref, directions)
-            ideal = [min(column) for column in zip(*losses)]
-            history = hypervolume_history(losses, ref_loss)
-            answer.update(
-                reference=list(ref), ideal=list(to_loss(ideal, directions)),
-                trials=[p.number for p in points], hypervolume=history,
-                normalized=[normalized(v, ideal, ref_loss) for v in history],
-            )
+        answer = self.store.memo(study["id"], ("hypervolume", *(o["name"] for o in objectives)),
+                                 lambda: _hypervolume(self.store, study["id"], objectives))
         return JSONResponse(answer)
 
     def insight(self, request: Request):
@@ -226,6 +208,29 @@ class Api:
                 f'attachment; filename="{stem}_trial{trial["number"]}.py"'
             )
         return PlainTextResponse(code, media_type="text/x-python", headers=headers)
+
+
+def _hypervolume(store: Store, study_id: int, objectives: list[dict]) -> dict:
+    """The hypervolume history of the study's front over `objectives` (see `Api.hypervolume`)."""
+    names = [o["name"] for o in objectives]
+    directions = [o["direction"] for o in objectives]
+    points = [
+        p for p in store.points(study_id, names) if all(math.isfinite(v) for v in p.values)
+    ]
+    answer = {"objectives": objectives, "reference": None, "ideal": None, "trials": [],
+              "hypervolume": [], "normalized": []}
+    if points:
+        ref = readable_reference([p.values for p in points], directions)
+        losses = [to_loss(p.values, directions) for p in points]
+        ref_loss = to_loss(ref, directions)
+        ideal = [min(column) for column in zip(*losses)]
+        history = hypervolume_history(losses, ref_loss)
+        answer.update(
+            reference=list(ref), ideal=list(to_loss(ideal, directions)),
+            trials=[p.number for p in points], hypervolume=history,
+            normalized=[normalized(v, ideal, ref_loss) for v in history],
+        )
+    return answer
 
 
 @functools.lru_cache(maxsize=256)

@@ -94,6 +94,7 @@ class Store:
         self.storage = RDBStorage(storage_url, "read_only")
         self._snapshots: dict[int, Snapshot] = {}
         self._insights: dict[int, tuple[tuple, dict]] = {}  # study -> (fingerprint, answer)
+        self._memo: dict[tuple, tuple[tuple, Any]] = {}  # (study, what) -> (fingerprint, value)
 
     def snapshot(self, study_id: int) -> Snapshot:
         """The study's trial rows, reloaded only when a trial was added, changed state or finished
@@ -186,6 +187,17 @@ class Store:
         """The study's Pareto front over `objectives` ({"name", "direction"}), by mixnas.pareto."""
         points = self.points(study_id, [o["name"] for o in objectives])
         return pareto.front(points, [o["direction"] for o in objectives])
+
+    def memo(self, study_id: int, key: tuple, compute) -> Any:
+        """`compute()`, remembered while the study's trials do not change (N-D hypervolume
+        histories cost a second on 5,000 trials; the page asks on every poll)."""
+        fingerprint = self.snapshot(study_id).fingerprint
+        cached = self._memo.get((study_id, key))
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        value = compute()
+        self._memo[(study_id, key)] = (fingerprint, value)
+        return value
 
     def insight(self, study_id: int, objectives: list[dict]) -> dict:
         """Decision importances and composition rows (`mixnas.dashboard.insight`), computed

@@ -72,6 +72,16 @@ def base_url(live_db):
 
 
 @pytest.fixture(scope="module")
+def pristine_url(demo_db):
+    """A server over the unchanged demo study: the live-update test adds a trial to `live_db`
+    that dominates every design, which would leave the front one architecture-less point."""
+    server, thread, url = serve_in_thread(demo_db)
+    yield url
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
@@ -192,7 +202,8 @@ def test_screenshot_for_the_docs(browser, tmp_path):
         thread.join(timeout=10)
 
 
-def test_front_view_state_lives_in_the_url_and_points_are_designs(page, base_url):
+def test_front_view_state_lives_in_the_url_and_points_are_designs(page, pristine_url):
+    base_url = pristine_url
     page.goto(f"{base_url}/studies/demo?x=latency_ms&y=mqar_acc&xscale=log&hv=xy")
     page.wait_for_selector("body[data-ready=true]", timeout=20_000)
     assert page.input_value("#x-axis") == "latency_ms" and page.input_value("#x-scale") == "log"
