@@ -70,6 +70,15 @@ def add_commands(commands) -> None:
     promote.add_argument("--json", action="store_true")
     promote.set_defaults(handler=cmd_study_promote)
 
+    report = study_cmds.add_parser("report", help="write a shareable report of a study")
+    report.add_argument("name")
+    report.add_argument("--storage", default=DEFAULT_STORAGE)
+    report.add_argument("-o", "--output", required=True, help="the report file to write")
+    report.add_argument("--format", metavar="{html,md}",
+                        help="html (one self-contained file) or md (tables + PNG figures); "
+                             "default: from the output's suffix, else html")
+    report.set_defaults(handler=cmd_study_report)
+
 
 def _driver_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=positive_int,
@@ -263,6 +272,18 @@ def cmd_study_promote(args) -> int:
         print(json.dumps(report, indent=2))
         return 0
     _print_promotion(console, report)
+    return 0
+
+
+def cmd_study_report(args) -> int:
+    from pathlib import Path
+
+    from mixnas.dashboard.report import write_report
+
+    out = Path(args.output)
+    fmt_name = args.format or ("md" if out.suffix.lower() == ".md" else "html")
+    for path in write_report(args.storage, args.name, out, fmt_name):
+        print(path)
     return 0
 
 

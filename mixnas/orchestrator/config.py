@@ -334,6 +334,9 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
     return config
 
 
+DEFAULT_EVALUATIONS = 20  # evaluations per trial when a steps budget sets no eval_every
+
+
 def _read_budget(path: Path, top: _Reader) -> dict[str, Any]:
     b = _Reader(path, top.get("budget", dict), "'budget'", top.line_of("budget"))
     b.check_keys({"steps", "tokens", "eval_every"})
@@ -343,6 +346,9 @@ def _read_budget(path: Path, top: _Reader) -> dict[str, Any]:
     for key in ("steps", "tokens", "eval_every"):
         if key in b.data:
             budget[key] = b.get(key, int, positive=True)
+    if "steps" in budget and "eval_every" not in budget:
+        # a learning curve needs points: evaluate every 5% of the budget unless the study says
+        budget["eval_every"] = max(1, budget["steps"] // DEFAULT_EVALUATIONS)
     return budget
 
 

@@ -50,6 +50,8 @@ class TrialSummary(NamedTuple):
     arch_hash: str | None
     started_at: datetime
     finished_at: datetime | None
+    params: dict | None  # the sampler's decisions (Optuna parameters)
+    duplicate_of: int | None  # the trial whose result this one reused
     values: dict
 
 

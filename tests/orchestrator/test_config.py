@@ -35,7 +35,7 @@ def test_good_file_loads_with_defaults(tmp_path):
     assert config.name == "demo"
     assert config.storage == "sqlite:///mixnas.db"
     assert config.sampler == "tpe"
-    assert config.budget == {"steps": 100}
+    assert config.budget == {"steps": 100, "eval_every": 5}  # default: every 5% of the budget
     assert [(o.name, o.direction) for o in config.objectives] == [
         ("accuracy", "maximize"),
         ("non_embedding_params", "minimize"),
@@ -125,3 +125,9 @@ def test_settings_the_evaluator_would_reject_fail_at_load(tmp_path, extra, messa
     with pytest.raises(ConfigError) as info:
         load_study_config(path)
     assert str(info.value).startswith(f"{path}:13: ") and message in str(info.value)
+
+
+def test_a_study_sets_its_evaluation_interval(tmp_path):
+    text = GOOD.replace("  steps: 100", "  steps: 100\n  eval_every: 7")
+    config = load_study_config(write(tmp_path, text), validate_names=False)
+    assert config.budget == {"steps": 100, "eval_every": 7}
