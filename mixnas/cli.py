@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 # --------------------------------------------------------------------------- study
 def cmd_study_start(args) -> int:
     from mixnas.orchestrator.cluster import check_ray_address
-    from mixnas.orchestrator.config import load_study_config
+    from mixnas.orchestrator.config import check_overrides, load_study_config
     from mixnas.orchestrator.study import create_study, load_warm_sources
     from mixnas.orchestrator.warm_start import check_mappable
     from mixnas.search_space.grammar import Grammar
@@ -62,10 +62,7 @@ def cmd_study_start(args) -> int:
     config = load_study_config(args.file)
     if args.storage:
         config.storage = args.storage
-    if args.workers:
-        config.workers = args.workers
-    if args.n_trials:
-        config.n_trials = args.n_trials
+    check_overrides(config, workers=args.workers, n_trials=args.n_trials)
     if args.warm_start:
         config.warm_start = list(dict.fromkeys(config.warm_start + args.warm_start))
     check_url(config.storage)
@@ -83,9 +80,14 @@ def cmd_study_start(args) -> int:
 
 
 def cmd_study_resume(args) -> int:
+    from mixnas.orchestrator.cluster import check_ray_address
+    from mixnas.orchestrator.config import check_overrides
     from mixnas.orchestrator.study import load_study
 
     _quiet_optuna()
+    check_overrides(None, workers=args.workers, n_trials=args.n_trials)
+    if args.ray_address:
+        check_ray_address(args.ray_address)
     handle = load_study(args.name, args.storage)
     if args.n_trials:
         handle.config.n_trials = args.n_trials

@@ -50,8 +50,9 @@ class Scaling:
         factors = cls(*(scale if f is None else f for f in (width, depth, budget)))
         for name in ("width", "depth", "budget"):
             value = getattr(factors, name)
-            if not value > 0:
-                raise ValueError(f"the {name} factor must be positive, got {value}")
+            if not 0 < value <= MAX_FACTOR:
+                raise ValueError(f"--{name}: the factor must be above 0 and at most "
+                                 f"{MAX_FACTOR}, got {value}")
         return factors
 
     @property
@@ -60,6 +61,9 @@ class Scaling:
         if self.width == self.depth == self.budget:
             return f"x{self.width:g}"
         return f"w{self.width:g}-d{self.depth:g}-b{self.budget:g}"
+
+
+MAX_FACTOR = 64  # a larger scale-up is a different study, not a check of this one's ranking
 
 
 def promoted_name(name: str, scaling: Scaling | float) -> str:
