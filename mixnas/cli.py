@@ -56,8 +56,9 @@ def cmd_study_start(args) -> int:
     from mixnas.orchestrator.config import check_overrides, load_study_config
     from mixnas.orchestrator.study import create_study, load_warm_sources
     from mixnas.orchestrator.warm_start import check_mappable
+    from mixnas.search_space.commands import check_feasible
     from mixnas.search_space.grammar import Grammar
-    from mixnas.storage import check_url
+    from mixnas.storage import check_writable
 
     config = load_study_config(args.file)
     if args.storage:
@@ -65,10 +66,11 @@ def cmd_study_start(args) -> int:
     check_overrides(config, workers=args.workers, n_trials=args.n_trials)
     if args.warm_start:
         config.warm_start = list(dict.fromkeys(config.warm_start + args.warm_start))
-    check_url(config.storage)
+    check_writable(config.storage)
     if args.ray_address:
         check_ray_address(args.ray_address)
     grammar = Grammar.load(config.search_space)  # a broken grammar fails before any write
+    check_feasible(grammar, config.search_space)  # what `space validate` refuses
     if config.name in config.warm_start:
         raise ValueError(f"--warm-start: study '{config.name}' cannot warm-start from itself")
     warm = load_warm_sources(config.storage, config.warm_start)
@@ -83,11 +85,13 @@ def cmd_study_resume(args) -> int:
     from mixnas.orchestrator.cluster import check_ray_address
     from mixnas.orchestrator.config import check_overrides
     from mixnas.orchestrator.study import load_study
+    from mixnas.storage import check_writable
 
     _quiet_optuna()
     check_overrides(None, workers=args.workers, n_trials=args.n_trials)
     if args.ray_address:
         check_ray_address(args.ray_address)
+    check_writable(args.storage)
     handle = load_study(args.name, args.storage)
     if args.n_trials:
         handle.config.n_trials = args.n_trials

@@ -97,6 +97,7 @@ def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Star
 
     def trial_of(request: Request) -> dict:
         p = request.path_params
+        _check_ids(p)
         try:
             if "id" in p:
                 return store.trial(None, None, trial_id=p["id"])
@@ -110,6 +111,7 @@ def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Star
         def endpoint(request: Request):
             query(request)
             p = request.path_params
+            _check_ids(p)
             if "name" in p and not store.exists(p["name"], p.get("number")):
                 what = f"trial {p['number']} of " if "number" in p else ""
                 raise HTTPException(404, f"no {what}study {p['name']!r}")
@@ -281,6 +283,31 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def _check_bind(host: str, port: int) -> None:
+    """Refuse, in one line, a port out of range or an address the server could not listen on."""
+    import socket
+
+    from mixnas.errors import MixnasError
+
+    if not 0 < port < 65536:
+        raise MixnasError(f"--port: must be from 1 to 65535, got {port}")
+    try:
+        family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+        with socket.socket(family) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        raise MixnasError(f"--host {host} --port {port}: cannot listen there: "
+                          f"{exc.strerror or exc}") from None
+
+
+def _check_ids(params: dict) -> None:
+    """404 for a trial number or id no database column can hold (beyond 64 bits)."""
+    for key in ("number", "id"):
+        if key in params and not 0 <= params[key] < 1 << 63:
+            raise HTTPException(404, f"no trial {key} {params[key]}")
+
+
 @functools.lru_cache(maxsize=256)
 def _generated_code(arch_json: str, vocab_size: int) -> str:
     """Export's source for an architecture; imported lazily because export needs torch."""
@@ -309,6 +336,7 @@ def serve(storage_url: str, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Run the dashboard with uvicorn (blocking). Binds the loopback interface by default."""
     import uvicorn
 
+    _check_bind(host, port)
     loopback = host in LOOPBACK_HOSTS
     app = create_app(storage_url, allowed_hosts=LOOPBACK_HOSTS if loopback else None)
     print(f"mixnas dashboard on http://{host}:{port}/ (Ctrl-C stops it)")

@@ -7,16 +7,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mixnas.errors import ConfigError
-from mixnas.evaluator.evaluation import EvalResult, evaluate
+from mixnas.evaluator.evaluation import EvalResult, check_seed, evaluate, resolve_device
+from mixnas.evaluator.profiler import resolve_profile
 from mixnas.evaluator.tasks import get_task
+from mixnas.evaluator.trainer import resolve_budget, resolve_train
 from mixnas.search_space.architecture import Architecture
-from mixnas.search_space.baselines import BASELINES, get_baseline
+from mixnas.search_space.baselines import read_architecture
 from mixnas.yamlfile import parse_yaml, plain
 
 DEFAULT_STEPS = 500
@@ -24,23 +23,8 @@ BUDGET_KEYS = ("steps", "tokens", "rungs", "eval_every")
 
 
 def load_architecture(spec: str) -> Architecture:
-    """An architecture from a YAML/JSON file, or a baseline by name."""
-    path = Path(spec)
-    if path.is_file():
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: malformed YAML: {exc}") from None
-        try:
-            return Architecture.from_dict(data)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-    if spec in BASELINES:
-        return get_baseline(spec)
-    raise ConfigError(
-        f"{spec!r} is neither an architecture file nor a baseline; "
-        f"baselines: {', '.join(sorted(BASELINES))}"
-    )
+    """An architecture from a YAML/JSON file, or a baseline by name (`read_architecture`)."""
+    return read_architecture(spec)
 
 
 def parse_sets(task_name: str, sets: list[str], budget_steps: int | None) -> dict[str, Any]:
@@ -87,6 +71,11 @@ def evaluate_command(
     parsed = parse_sets(task_name, sets, budget_steps)
     settings = dict(parsed["task"])
     get_task(settings.pop("name"), **settings)  # unknown task or setting: fail before building
+    resolve_budget(parsed["budget"])
+    resolve_train(parsed["train"])
+    resolve_profile(parsed["profile"])
+    resolve_device(parsed["options"].get("device"))
+    check_seed(parsed["options"].get("seed", 0))
 
     def show(point: dict) -> None:
         shown = "  ".join(f"{k}={v:.4g}" for k, v in point["metrics"].items() if "@" not in k)

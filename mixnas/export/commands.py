@@ -11,15 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-import yaml
-
-from mixnas.errors import StudyNotFound
+from mixnas.errors import ConfigError, StudyNotFound
 from mixnas.export.exporter import ExportError, check_target
 from mixnas.export.hf import check_format, study_context, study_exporter, target_files
 from mixnas.search_space.architecture import Architecture
-from mixnas.search_space.baselines import BASELINES, get_baseline
-from mixnas.search_space.model import build_model
+from mixnas.search_space.baselines import read_architecture
 from mixnas.storage import RDBStorage, StudyRecord, TrialRecord
 
 DEFAULT_VOCAB_SIZE = 256
@@ -45,6 +41,8 @@ def export_from_study(
     tokenizer the study's task implies unless `tokenizer` names one."""
     if (trial is None) == (not pareto):
         raise ExportError("give exactly one of --trial N and --pareto")
+    if trial is not None and not 0 <= trial < 1 << 63:
+        raise ExportError(f"--trial: a trial number is from 0 to 2**63 - 1, got {trial}")
     check_format(format)
     if not RDBStorage.exists(storage_url):
         raise ExportError(f"no mixnas database at {storage_url}")
@@ -87,38 +85,25 @@ def export_from_file(
     """Export the architecture in a YAML (or JSON) file, or a baseline given by name, with random
     weights. The file holds an Architecture mapping or the name of a baseline. `format` and
     `tokenizer` as for `export_from_study`."""
+    from mixnas.evaluator.tasks.base import SETTING_LIMITS
+
     check_format(format)
-    arch = load_architecture(arch_path)
     vocab = DEFAULT_VOCAB_SIZE if vocab_size is None else vocab_size
+    if not 0 < vocab <= SETTING_LIMITS["vocab_size"]:
+        raise ExportError(f"--vocab-size: must be from 1 to {SETTING_LIMITS['vocab_size']:,}, "
+                          f"got {vocab:,}")
+    arch = load_architecture(arch_path)
     write = study_exporter(format, {vocab}, None, tokenizer)
     return write(arch, vocab, out_dir, force=force)
 
 
 def load_architecture(arch_path: str | os.PathLike) -> Architecture:
-    """An Architecture from a YAML/JSON file (a mapping, or a baseline's name) or a baseline name;
-    checked by building it on the meta device, so a bad file fails here naming the file."""
-    path = Path(arch_path)
-    if not path.exists():
-        if str(arch_path) in BASELINES:
-            return get_baseline(str(arch_path))
-        known = ", ".join(sorted(BASELINES))
-        raise ExportError(f"{path}: no such file, nor a baseline name (baselines: {known})")
+    """An Architecture from a YAML/JSON file or a baseline name (`read_architecture`), checked by
+    building it on the meta device, so a bad file fails here naming the file."""
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise ExportError(f"{path}: cannot read the architecture: {_one_line(err)}") from None
-    if isinstance(data, str):
-        if data not in BASELINES:
-            known = ", ".join(sorted(BASELINES))
-            raise ExportError(f"{path}: {data!r} is not a baseline (baselines: {known})")
-        return get_baseline(data)
-    try:
-        arch = Architecture.from_dict(data)
-        with torch.device("meta"):
-            build_model(arch, DEFAULT_VOCAB_SIZE)
-    except (ValueError, KeyError, TypeError) as err:
-        raise ExportError(f"{path}: not a valid architecture: {_one_line(err)}") from None
-    return arch
+        return read_architecture(str(arch_path))
+    except ConfigError as err:
+        raise ExportError(str(err)) from None
 
 
 def _trial_job(

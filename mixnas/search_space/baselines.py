@@ -57,3 +57,60 @@ def get_baseline(name: str) -> Architecture:
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; known: {', '.join(sorted(BASELINES))}")
     return Architecture.from_dict(BASELINES[name].to_dict())
+
+
+MAX_PARAMS = 10**10  # a design with more non-embedding parameters is a typo, not a mixer study
+
+
+def read_architecture(spec: str) -> Architecture:
+    """An architecture from a file, or a baseline by name: what `evaluate` and `export` read.
+
+    The file (YAML or JSON, read with mixnas/yamlfile.py) holds an architecture mapping, a
+    baseline's name, or what `mixnas space sample --json` prints (an item with an `architecture`
+    key, or a list of exactly one such item). The design is built on the meta device, so one
+    that cannot be built, or has more than `MAX_PARAMS` parameters, is refused here.
+
+    Args:
+        spec: A file path or a baseline name.
+
+    Returns:
+        The architecture.
+
+    Raises:
+        ConfigError: `FILE: ...` (or `FILE:LINE: ...` for YAML problems), or an unknown name.
+    """
+    from pathlib import Path
+
+    from mixnas.errors import ConfigError, first_line
+    from mixnas.search_space.constraints import footprint
+    from mixnas.yamlfile import plain, read_yaml
+
+    path = Path(spec)
+    if not path.exists():
+        if spec in BASELINES:
+            return get_baseline(spec)
+        raise ConfigError(f"{spec}: neither an architecture file nor a baseline; "
+                          f"baselines: {', '.join(sorted(BASELINES))}")
+    data = plain(read_yaml(path))
+    if isinstance(data, list):
+        if len(data) != 1:
+            raise ConfigError(f"{path}: holds {len(data)} architectures; expected one "
+                              "(e.g. `mixnas space sample FILE --n 1 --json`)")
+        data = data[0]
+    if isinstance(data, dict) and isinstance(data.get("architecture"), dict):
+        data = data["architecture"]  # an item of `space sample --json`
+    if isinstance(data, str):
+        if data not in BASELINES:
+            raise ConfigError(f"{path}: {data!r} is not a baseline; baselines: "
+                              f"{', '.join(sorted(BASELINES))}")
+        return get_baseline(data)
+    try:
+        arch = Architecture.from_dict(data)
+        params = footprint(arch).non_embedding_params
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else first_line(exc)
+        raise ConfigError(f"{path}: not a valid architecture: {message}") from None
+    if params > MAX_PARAMS:
+        raise ConfigError(f"{path}: {params:,} non-embedding parameters; at most "
+                          f"{MAX_PARAMS:,} are accepted")
+    return arch
