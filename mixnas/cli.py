@@ -111,7 +111,7 @@ def _quiet_optuna() -> None:
 def _drive(handle, args, *, seed_baselines: bool) -> int:
     from mixnas.orchestrator.driver import Driver
     from mixnas.orchestrator.progress import LiveProgress, pareto_table
-    from mixnas.orchestrator.study import pareto_front
+    from mixnas.orchestrator.study import failure_summary, pareto_front
 
     console = Console(stderr=False)
     quiet = args.quiet or not console.is_terminal and os.environ.get("CI")
@@ -131,6 +131,10 @@ def _drive(handle, args, *, seed_baselines: bool) -> int:
         console.print(f"stopped; continue with: mixnas study resume {handle.name} "
                       f"--storage {handle.config.storage}")
         return EXIT_INTERRUPTED
+    summary = failure_summary(handle)
+    if summary:  # a study that learnt nothing is not a success
+        print(f"mixnas: {summary}", file=sys.stderr)
+        return 1
     return 0
 
 

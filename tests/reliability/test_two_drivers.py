@@ -75,3 +75,37 @@ def test_two_drivers_train_each_design_once_on_sqlite(ray_head, tmp_path):
 @pytest.mark.postgres
 def test_two_drivers_train_each_design_once_on_postgres(pg_url, ray_head, tmp_path):
     _run_two_drivers(pg_url, ray_head, tmp_path, "twins")
+
+
+def _claims(url: str, tmp_path) -> None:
+    from mixnas.orchestrator.config import load_study_config
+    from mixnas.orchestrator.study import create_study
+    from mixnas.storage import TrialRecord
+
+    space = tmp_path / "two.yaml"
+    space.write_text(TWO_DESIGNS)
+    path = tmp_path / "claims.yaml"
+    path.write_text(STUDY.format(name="claims", space=space, steps=10, n_trials=2, workers=1,
+                                 max_retries=0, seed=0))
+    config = load_study_config(path)
+    config.storage = url
+    handle = create_study(config)
+    store, sid = handle.storage, handle.record_id
+    ids = [store.add_trial(TrialRecord(study_id=sid, number=n, state="running", arch_hash="h"))
+           for n in (0, 1)]
+    assert store.claim_design(sid, "h", ids[0], "a")
+    assert not store.claim_design(sid, "h", ids[1], "b"), "a design is claimed once"
+    assert store.get_design_claim(sid, "h").driver_id == "a"
+    assert not store.release_design(sid, "h", holder="b"), "only its holder drops a claim"
+    assert store.release_design(sid, "h", holder="a")
+    assert store.get_design_claim(sid, "h") is None
+    assert store.claim_design(sid, "h", ids[1], "b")
+
+
+def test_design_claims_on_sqlite(tmp_path):
+    _claims(f"sqlite:///{tmp_path}/claims.db", tmp_path)
+
+
+@pytest.mark.postgres
+def test_design_claims_on_postgres(pg_url, tmp_path):
+    _claims(pg_url, tmp_path)
