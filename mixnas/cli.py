@@ -196,9 +196,11 @@ def cmd_study_pareto(args) -> int:
 
 
 def cmd_study_promote(args) -> int:
+    from mixnas.orchestrator.config import check_overrides
     from mixnas.orchestrator.progress import LiveProgress
     from mixnas.orchestrator.promote import Scaling, promote, promoted_name
 
+    check_overrides(None, workers=args.workers)
     scaling = Scaling.of(args.scale, args.width, args.depth, args.budget)
     _quiet_optuna()
     console = Console()

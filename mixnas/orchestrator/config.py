@@ -211,6 +211,8 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
     space_path = (path.parent / space).resolve() if not Path(space).is_absolute() else Path(space)
     if not space_path.exists():
         top.fail(f"search_space file not found: {space_path}", top.line_of("search_space"))
+    if not space_path.is_file():
+        top.fail(f"search_space is not a file: {space_path}", top.line_of("search_space"))
 
     task_reader = _Reader(path, top.get("task", dict), "'task'", top.line_of("task"))
     task = dict(task_reader.data)
@@ -370,6 +372,7 @@ def _validate_against_components(config: StudyConfig, path: Path, top: _Reader) 
     """Check the task, train settings, metric and baseline names against what the evaluator and
     search space know (a bad setting would otherwise fail every trial, one by one)."""
     from mixnas.evaluator import get_task, profile_metric_names, task_metric_names
+    from mixnas.evaluator.profiler import resolve_profile
     from mixnas.evaluator.trainer import resolve_train
     from mixnas.search_space import BASELINES, Architecture
 
@@ -377,6 +380,10 @@ def _validate_against_components(config: StudyConfig, path: Path, top: _Reader) 
         resolve_train(config.train)
     except ValueError as exc:
         top.fail(f"train: {exc}", top.line_of("train"))
+    try:
+        resolve_profile(config.profile)
+    except ValueError as exc:
+        top.fail(f"profile: {exc}", top.line_of("profile"))
 
     task_settings = {k: v for k, v in config.task.items() if k != "name"}
     try:

@@ -106,7 +106,7 @@ study("n_trials float", "n_trials: 4", "n_trials: 4.0", f"{S}:10: 'n_trials' mus
 study("n_trials string", "n_trials: 4", "n_trials: '4'", f"{S}:10: 'n_trials' must be int")
 study("steps 10**21", "steps: 30", "steps: 1000000000000000000000", f"{S}:4: budget 'steps'")
 study("steps float", "steps: 30", "steps: 3.0e1", f"{S}:4: 'steps' must be int")
-study("steps and tokens", "steps: 30", "steps: 30, tokens: 1000", f"{S}:4: exactly one of")
+study("steps and tokens", "steps: 30", "steps: 30, tokens: 1000", f"{S}:4: 'budget' needs exactly one of")
 study("no budget", "budget: {steps: 30}\n", "", f"{S}:1: the study file is missing required key 'budget'")
 study("tokens 10**20", "steps: 30", "tokens: 100000000000000000000", f"{S}:4: budget 'tokens'")
 study("eval_every 10**12", "steps: 30", "steps: 30, eval_every: 1000000000000",
@@ -152,7 +152,7 @@ study("betas wrong", "batch_size: 16", "batch_size: 16, betas: [0.9]", f"{S}:5: 
 study("train unknown key", "batch_size: 16", "batch_size: 16, momentum: 0.9", f"{S}:5: train: ")
 study("schedule unknown", "batch_size: 16", "batch_size: 16, schedule: linear", f"{S}:5: train: ")
 study("profile context 10**12", "context_length: 64", "context_length: 1000000000000",
-      f"{S}:9: ")
+      f"{S}:9: profile: ")
 study("profile seq_lens huge", "context_length: 64", "context_length: 64, seq_lens: [1000000000]",
       f"{S}:9: ")
 study("profile unknown key", "context_length: 64", "context_length: 64, repeat: 3", f"{S}:9: ")
@@ -369,7 +369,18 @@ def dump(path: Path) -> list:
 
 
 def listing(root: Path) -> dict[str, float]:
-    return {str(p.relative_to(root)): p.stat().st_mtime for p in root.rglob("*")}
+    """Every file and its modification time; the existing database (compared logically, with
+    `dump`) and SQLite's sidecar files of an open connection to it by name only."""
+    out = {}
+    for path in root.rglob("*"):
+        name = str(path.relative_to(root))
+        if name.startswith("existing.db"):
+            if name.endswith(("-wal", "-shm")):
+                continue
+            out[name] = 0.0
+        else:
+            out[name] = path.stat().st_mtime
+    return out
 
 
 def edit(text: str, edits: list[tuple[str, str]]) -> str:
@@ -428,3 +439,30 @@ def test_hostile_input(name, tmp_path, capfd, monkeypatch, template_db):
         assert "error" in lines[0]
     assert listing(work) == before, "something was written"
     assert dump(work / "existing.db") == before_db
+
+
+DASHBOARD_PATHS = [
+    f"/api/studies/other/trials/{2**64}", f"/api/studies/other/trials/{2**63}",
+    f"/api/trials/{2**70}", f"/api/trials/{2**70}/code", f"/studies/other/trials/{2**64}",
+    f"/api/studies/other/trials/{10**40}/code", "/api/studies/other/trials/-1",
+    "/api/studies/%00/trials/1", "/studies/no%2Fsuch", "/api/studies/" + "x" * 5000,
+]
+
+
+def test_hostile_dashboard_paths_are_404_not_500(template_db, tmp_path):
+    """Trial numbers beyond 64 bits, NUL and slashes in names: 404, never a server error."""
+    import warnings
+
+    from mixnas.dashboard.app import create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from starlette.testclient import TestClient
+
+    shutil.copy(template_db, tmp_path / "db.db")
+    before = dump(tmp_path / "db.db")
+    with TestClient(create_app(f"sqlite:///{tmp_path / 'db.db'}"),
+                    raise_server_exceptions=False) as client:
+        codes = {path: client.get(path).status_code for path in DASHBOARD_PATHS}
+    assert codes == dict.fromkeys(DASHBOARD_PATHS, 404)
+    assert dump(tmp_path / "db.db") == before
