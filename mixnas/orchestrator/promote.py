@@ -45,15 +45,16 @@ class Scaling:
         """One factor `scale` for all three, each overridable.
 
         Raises:
-            ValueError: a factor that is not positive.
+            ValueError: `--NAME: ...` for a factor that is not above 0 and at most `MAX_FACTOR`.
         """
-        factors = cls(*(scale if f is None else f for f in (width, depth, budget)))
-        for name in ("width", "depth", "budget"):
-            value = getattr(factors, name)
+        given = {"width": width, "depth": depth, "budget": budget}
+        for name, value in given.items():
+            flag = "--scale" if value is None else f"--{name}"
+            value = scale if value is None else value
             if not 0 < value <= MAX_FACTOR:
-                raise ValueError(f"--{name}: the factor must be above 0 and at most "
+                raise ValueError(f"{flag}: the factor must be above 0 and at most "
                                  f"{MAX_FACTOR}, got {value}")
-        return factors
+        return cls(*(scale if f is None else f for f in given.values()))
 
     @property
     def label(self) -> str:
