@@ -8,6 +8,7 @@ bug in a reader cannot damage a running study.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sqlite3
@@ -20,7 +21,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 from sqlalchemy.pool import QueuePool
 
-from mixnas.errors import StorageError
+from mixnas.errors import StorageError, first_line
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY_TIMEOUT_S = 10  # waits out a writer's lock on rollback-journal (non-WAL) databases
@@ -137,12 +138,23 @@ def has_table(engine: Engine, name: str, url: str) -> bool:
 
 
 def database_exists(url: str, table: str) -> bool:
-    """Whether `url` points at an existing database holding `table` (creating nothing)."""
+    """Whether `url` points at an existing database holding `table` (creating nothing, and for
+    SQLite looking read-only: the read-write engine would turn any SQLite file it opens, an empty
+    or foreign one included, to WAL mode)."""
     parsed = check_url(url)
-    on_disk = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, ":memory:")
-    if on_disk and not Path(parsed.database).expanduser().exists():
+    if parsed.get_backend_name() != "sqlite":
+        return has_table(get_engine(url), table, url)
+    path = Path(parsed.database).expanduser().resolve()
+    if not path.exists():
         return False
-    return has_table(get_engine(url), table, url)
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True,
+                                                timeout=READ_ONLY_TIMEOUT_S)) as conn:
+            row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                               (table,)).fetchone()
+    except sqlite3.DatabaseError as exc:  # not a database, damaged, unreadable
+        raise StorageError(f"storage '{safe_url(url)}': {first_line(exc)}") from None
+    return row is not None
 
 
 def optuna_storage(url: str) -> Any:
