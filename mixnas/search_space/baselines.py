@@ -89,7 +89,7 @@ def read_architecture(spec: str) -> Architecture:
     if not path.exists():
         if spec in BASELINES:
             return get_baseline(spec)
-        raise ConfigError(f"{spec}: neither an architecture file nor a baseline; "
+        raise ConfigError(f"{spec!r} is neither an architecture file nor a baseline; "
                           f"baselines: {', '.join(sorted(BASELINES))}")
     data = plain(read_yaml(path))
     if isinstance(data, list):

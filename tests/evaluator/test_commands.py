@@ -79,5 +79,6 @@ def test_unknown_keys_and_architectures_are_named(tmp_path):
         load_architecture("nope")
     bad = tmp_path / "bad.yaml"
     bad.write_text("d_model: 16\n")
-    with pytest.raises(ConfigError, match="bad.yaml: architecture is missing 'layers'"):
+    with pytest.raises(ConfigError,
+                       match="bad.yaml: not a valid architecture: architecture is missing"):
         load_architecture(str(bad))
