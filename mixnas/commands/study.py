@@ -101,23 +101,23 @@ def cmd_study_start(args) -> int:
     from mixnas.orchestrator.config import load_study_config
     from mixnas.orchestrator.study import create_study, load_warm_sources
     from mixnas.orchestrator.warm_start import check_mappable
+    from mixnas.search_space.commands import check_feasible
     from mixnas.search_space.grammar import Grammar
     from mixnas.search_space.plugin_commands import quick_check
     from mixnas.search_space.plugins import with_installed
-    from mixnas.storage import check_url
+    from mixnas.storage import check_writable
 
     config = load_study_config(args.file)
     if args.storage:
         config.storage = args.storage
-    _apply_driver_options(config, args)
-    if args.n_trials:
-        config.n_trials = args.n_trials
+    _apply_driver_options(config, args, n_trials=args.n_trials)
     if args.warm_start:
         config.warm_start = list(dict.fromkeys(config.warm_start + args.warm_start))
-    check_url(config.storage)
+    check_writable(config.storage)
     if args.ray_address:
         check_ray_address(args.ray_address)
     grammar = Grammar.load(config.search_space)  # a broken grammar fails before any write
+    check_feasible(grammar, config.search_space)  # what `space validate` refuses
     plugins = with_installed(grammar.plugins)
     quick_check(plugins)  # users' primitives: property checks first
     config.plugins = [p.record() for p in plugins]  # resume compares their hashes
@@ -132,9 +132,15 @@ def cmd_study_start(args) -> int:
 
 
 def cmd_study_resume(args) -> int:
+    from mixnas.orchestrator.cluster import check_ray_address
     from mixnas.orchestrator.study import check_plugins_unchanged, load_study
+    from mixnas.storage import check_writable
 
     quiet_optuna()
+    _apply_driver_options(None, args, n_trials=args.n_trials)  # checked before any work
+    if args.ray_address:
+        check_ray_address(args.ray_address)
+    check_writable(args.storage)
     handle = load_study(args.name, args.storage)
     for change in check_plugins_unchanged(handle.config, args.allow_changed_plugins):
         print(f"mixnas: warning: {change}", file=sys.stderr)
@@ -145,14 +151,13 @@ def cmd_study_resume(args) -> int:
     return _drive(handle, args, seed_baselines=False)
 
 
-def _apply_driver_options(config, args) -> None:
-    """--workers, --gpus-per-trial, --cpus-per-trial over the study's own settings."""
-    if args.workers:
-        config.workers = args.workers
-    if args.gpus_per_trial:
-        config.resources.gpus_per_trial = args.gpus_per_trial
-    if args.cpus_per_trial:
-        config.resources.cpus_per_trial = args.cpus_per_trial
+def _apply_driver_options(config, args, **more) -> None:
+    """--workers, --gpus-per-trial, --cpus-per-trial (and `more`, e.g. n_trials) over the study's
+    own settings, bounded as the study file's are (config None: only check)."""
+    from mixnas.orchestrator.config import check_overrides
+
+    check_overrides(config, workers=args.workers, gpus_per_trial=args.gpus_per_trial,
+                    cpus_per_trial=args.cpus_per_trial, **more)
 
 
 def _resource(key: str):
@@ -176,7 +181,7 @@ def _resource(key: str):
 def _drive(handle, args, *, seed_baselines: bool) -> int:
     from mixnas.orchestrator.driver import Driver
     from mixnas.orchestrator.progress import LiveProgress, pareto_table
-    from mixnas.orchestrator.study import pareto_front
+    from mixnas.orchestrator.study import failure_summary, pareto_front
 
     console = Console(stderr=False)
     quiet = args.quiet or not console.is_terminal and os.environ.get("CI")
@@ -196,6 +201,10 @@ def _drive(handle, args, *, seed_baselines: bool) -> int:
         console.print(f"stopped; continue with: mixnas study resume {handle.name} "
                       f"--storage {handle.config.storage}")
         return EXIT_INTERRUPTED
+    summary = failure_summary(handle)
+    if summary:  # a study that learnt nothing is not a success
+        print(f"mixnas: {summary}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -257,9 +266,11 @@ def cmd_study_pareto(args) -> int:
 
 
 def cmd_study_promote(args) -> int:
+    from mixnas.orchestrator.config import check_overrides
     from mixnas.orchestrator.progress import LiveProgress
     from mixnas.orchestrator.promote import Scaling, promote, promoted_name
 
+    check_overrides(None, workers=args.workers)
     scaling = Scaling.of(args.scale, args.width, args.depth, args.budget)
     quiet_optuna()
     console = Console()

@@ -40,6 +40,13 @@ def query(request: Request, *allowed: str) -> dict[str, str]:
     return dict(request.query_params)
 
 
+def check_ids(params: dict) -> None:
+    """404 for a trial number or id no database column can hold (beyond 64 bits)."""
+    for key in ("number", "id"):
+        if key in params and not 0 <= params[key] < 1 << 63:
+            raise HTTPException(404, f"no trial {key} {params[key]}")
+
+
 def objectives_of(study: dict, names: list[str]) -> list[dict]:
     """The study's objectives called `names`, in that order; a 400 for unknown or repeated."""
     by_name = {o["name"]: o for o in study["objectives"]}
@@ -87,6 +94,7 @@ class Api:
 
     def trial_of(self, request: Request) -> dict:
         p = request.path_params
+        check_ids(p)
         try:
             if "id" in p:
                 return self.store.trial(None, None, trial_id=p["id"])

@@ -28,7 +28,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from mixnas.dashboard.api import STUDY_VIEW, Api, check_view, query
+from mixnas.dashboard.api import STUDY_VIEW, Api, check_ids, check_view, query
 from mixnas.dashboard.store import Store
 
 STATIC = Path(__file__).parent / "static"
@@ -104,6 +104,7 @@ def _page(store: Store, name: str, *view: str, headers: dict | None = None):
     def endpoint(request: Request):
         params = query(request, *view)
         p = request.path_params
+        check_ids(p)
         if "name" in p and not store.exists(p["name"], p.get("number")):
             what = f"trial {p['number']} of " if "number" in p else ""
             raise HTTPException(404, f"no {what}study {p['name']!r}")
@@ -159,6 +160,24 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def _check_bind(host: str, port: int) -> None:
+    """Refuse, in one line, a port out of range or an address the server could not listen on."""
+    import socket
+
+    from mixnas.errors import MixnasError
+
+    if not 0 < port < 65536:
+        raise MixnasError(f"--port: must be from 1 to 65535, got {port}")
+    try:
+        family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+        with socket.socket(family) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        raise MixnasError(f"--host {host} --port {port}: cannot listen there: "
+                          f"{exc.strerror or exc}") from None
+
+
 @functools.cache
 def _gzipped(path: Path) -> bytes:
     """plotly.min.js is 4.6 MB: compress it once, not on every page load."""
@@ -178,6 +197,7 @@ def serve(storage_url: str, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Run the dashboard with uvicorn (blocking). Binds the loopback interface by default."""
     import uvicorn
 
+    _check_bind(host, port)
     loopback = host in LOOPBACK_HOSTS
     app = create_app(storage_url, allowed_hosts=LOOPBACK_HOSTS if loopback else None)
     print(f"mixnas dashboard on http://{host}:{port}/ (Ctrl-C stops it)")

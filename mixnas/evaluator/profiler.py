@@ -30,6 +30,8 @@ DEFAULT_PROFILE: dict[str, Any] = {
     "repeats": 5,
     "decode_tokens": 32,  # decode steps timed (after 8 untimed ones)
 }
+PROFILE_LIMITS = {"context_length": 1 << 24, "repeats": 1000, "decode_tokens": 1 << 16,
+                  "seq_len": 1 << 20, "seq_lens": 16}  # upper limits, checked up front
 
 PROFILE_METRICS: dict[str, str] = {
     "params": "all parameters, embeddings included",
@@ -66,12 +68,16 @@ def resolve_profile(profile: dict[str, Any] | None) -> dict[str, Any]:
             )
         cfg[key] = value
     for key in ("context_length", "repeats", "decode_tokens"):
-        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 1:
-            raise ValueError(f"profile setting '{key}' must be a positive int, got {cfg[key]!r}")
-    lens = cfg["seq_lens"]
-    if not isinstance(lens, list) or not lens or not all(type(t) is int and t > 0 for t in lens):
+        value, high = cfg[key], PROFILE_LIMITS[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high:
+            raise ValueError(f"profile setting '{key}' must be an int from 1 to {high:,}, "
+                             f"got {value!r}")
+    lens, high = cfg["seq_lens"], PROFILE_LIMITS["seq_len"]
+    if not isinstance(lens, list) or not 0 < len(lens) <= PROFILE_LIMITS["seq_lens"] or not all(
+            type(t) is int and 0 < t <= high for t in lens):
         raise ValueError(
-            f"profile setting 'seq_lens' must be a list of positive ints, got {lens!r}"
+            f"profile setting 'seq_lens' must be a list of 1 to {PROFILE_LIMITS['seq_lens']} "
+            f"ints from 1 to {high:,}, got {lens!r}"
         )
     if not isinstance(cfg["latency"], bool):
         raise ValueError(f"profile setting 'latency' must be true or false, got {cfg['latency']!r}")

@@ -43,6 +43,9 @@ DEFAULT_TRAIN: dict[str, Any] = {
     "compile": False,
 }
 NUMBER_SETTINGS = tuple(k for k, v in DEFAULT_TRAIN.items() if isinstance(v, float))
+# Upper limits, refused before any work starts: a budget beyond them would run for months.
+MAX_BATCH = 1 << 16
+MAX_BUDGET = {"steps": 10_000_000, "tokens": 10**13, "eval_every": 10_000_000}
 EARLY_STOP_ACCURACY = 0.999
 
 
@@ -68,13 +71,21 @@ def resolve_train(train: dict[str, Any] | None) -> dict[str, Any]:
             raise ValueError(f"unknown train setting '{key}'; known: {', '.join(DEFAULT_TRAIN)}")
         cfg[key] = value
     for key in ("batch_size", "eval_batch_size"):
-        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 1:
-            raise ValueError(f"train setting '{key}' must be a positive int, got {cfg[key]!r}")
+        value = cfg[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_BATCH:
+            raise ValueError(f"train setting '{key}' must be an int from 1 to {MAX_BATCH}, "
+                             f"got {value!r}")
     if cfg["schedule"] not in ("cosine", "wsd"):
         raise ValueError(f"train setting 'schedule' must be cosine or wsd, got {cfg['schedule']!r}")
     for key in NUMBER_SETTINGS:
-        if isinstance(cfg[key], bool) or not isinstance(cfg[key], (int, float)) or cfg[key] < 0:
-            raise ValueError(f"train setting '{key}' must be a number >= 0, got {cfg[key]!r}")
+        value = cfg[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                0 <= value < math.inf):
+            raise ValueError(f"train setting '{key}' must be a finite number >= 0, got {value!r}")
+    betas = cfg["betas"]
+    if not (isinstance(betas, (list, tuple)) and len(betas) == 2 and all(
+            isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+        raise ValueError(f"train setting 'betas' must be two numbers in [0, 1), got {betas!r}")
     if not 0 <= cfg["warmup_frac"] < 1:
         raise ValueError(f"train setting 'warmup_frac' must be in [0, 1), got {cfg['warmup_frac']}")
     if not isinstance(cfg["compile"], bool):
@@ -97,6 +108,8 @@ def resolve_budget(budget: dict[str, Any]) -> dict[str, Any]:
         value = budget.get(key, 1)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"budget '{key}' must be a positive int, got {value!r}")
+        if value > MAX_BUDGET[key]:
+            raise ValueError(f"budget '{key}' must be at most {MAX_BUDGET[key]:,}, got {value:,}")
     rungs = budget.get("rungs", [])
     if not isinstance(rungs, list) or not all(
         isinstance(f, (int, float)) and 0 < f < 1 for f in rungs

@@ -7,15 +7,23 @@ errors, because a silently ignored key is a silently wrong study.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mixnas.errors import ConfigError, did_you_mean
+from mixnas.errors import ConfigError, did_you_mean, first_line
 from mixnas.yamlfile import YamlMap, YamlSeq, plain, read_yaml
 
 SAMPLERS = ("tpe", "nsga2", "random", "surrogate")
 KEEP_WEIGHTS = ("pareto", "all", "none")
+# A study name is part of URLs, file names and shell commands: letters, digits, '_', '.', '-' and
+# '+', starting with a letter or digit, at most 128 characters.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
+# Upper limits of the study's sizes, checked before anything starts (a larger value is a typo)
+LIMITS = {"n_trials": 100_000, "workers": 1024, "max_retries": 100, "seed": (1 << 32) - 1,
+          "trial_timeout_s": 30 * 86400.0}
 
 
 @dataclass
@@ -140,7 +148,7 @@ class StudyConfig:
 
 
 _TOP_KEYS = {
-    "name": "a study name",
+    "name": "a study name (letters, digits, '_', '.', '-', '+'; at most 128 characters)",
     "storage": "an SQLAlchemy URL",
     "search_space": "a grammar file path",
     "task": "a mapping with 'name' and the task's settings",
@@ -208,8 +216,13 @@ class _Reader:
             self.fail(
                 f"'{key}' must be {expected}, got {_type_name(value)} {value!r}", self.line_of(key)
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(f"'{key}' must be a finite number, got {value!r}", self.line_of(key))
         if positive and value <= 0:
             self.fail(f"'{key}' must be positive, got {value!r}", self.line_of(key))
+        high = LIMITS.get(key)
+        if high is not None and value > high:
+            self.fail(f"'{key}' must be at most {high:,}, got {value:,}", self.line_of(key))
         return value
 
 
@@ -243,13 +256,16 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
     top.check_keys(_TOP_KEYS)
 
     name = top.get("name", str)
-    if not name.strip() or len(name) > 200:
-        top.fail("'name' must be a non-empty string of at most 200 characters", top.line_of("name"))
+    if not NAME_PATTERN.fullmatch(name):
+        top.fail(f"'name' {name!r} must be 1 to 128 letters, digits, '_', '.', '-' or '+', "
+                 "starting with a letter or digit", top.line_of("name"))
 
     space = top.get("search_space", str)
     space_path = (path.parent / space).resolve() if not Path(space).is_absolute() else Path(space)
     if not space_path.exists():
         top.fail(f"search_space file not found: {space_path}", top.line_of("search_space"))
+    if not space_path.is_file():
+        top.fail(f"search_space is not a file: {space_path}", top.line_of("search_space"))
 
     task_reader = _Reader(path, top.get("task", dict), "'task'", top.line_of("task"))
     task = dict(task_reader.data)
@@ -286,6 +302,9 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
     baselines = top.get("baselines", (list, str), ["all"])
     if isinstance(baselines, str):
         baselines = [baselines]
+    seed = top.get("seed", int, 0)
+    if seed < 0:
+        top.fail(f"'seed' must be >= 0, got {seed}", top.line_of("seed"))
     max_retries = top.get("max_retries", int, 1)
     if max_retries < 0:
         top.fail("'max_retries' must be >= 0", top.line_of("max_retries"))
@@ -297,13 +316,6 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
     if name in warm_start:
         top.fail(f"study '{name}' cannot warm-start from itself", top.line_of("warm_start"))
     sampler_options = plain(dict(top.get("sampler_options", dict, {})))
-    if sampler == "surrogate":
-        from mixnas.orchestrator.surrogate import SurrogateOptions
-
-        try:
-            SurrogateOptions.from_dict(sampler_options)
-        except (ValueError, TypeError) as exc:
-            top.fail(f"sampler_options: {exc}", top.line_of("sampler_options"))
 
     config = StudyConfig(
         name=name,
@@ -319,7 +331,7 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
         n_trials=top.get("n_trials", int, 32, positive=True),
         workers=top.get("workers", int, None, positive=True),
         resources=_read_resources(path, top),
-        seed=top.get("seed", int, 0),
+        seed=seed,
         baselines=plain(baselines),
         pruning=pruning,
         max_retries=max_retries,
@@ -329,12 +341,63 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
         warm_start=list(dict.fromkeys(warm_start)),
         source=str(path.resolve()),
     )
+    _check_sampler(config, top)
     if validate_names:
         _validate_against_components(config, path, top)
     return config
 
 
 DEFAULT_EVALUATIONS = 20  # evaluations per trial when a steps budget sets no eval_every
+
+
+def _check_sampler(config: StudyConfig, top: _Reader) -> None:
+    """Build the sampler once, so that a bad option (an unknown key, a population of 1) is
+    refused here, naming the line, and not when the study is created."""
+    from mixnas.orchestrator.study import make_sampler
+
+    if config.sampler == "random" and config.sampler_options:
+        top.fail("sampler_options: the random sampler takes no options",
+                 top.line_of("sampler_options"))
+    if config.sampler == "surrogate":
+        from mixnas.orchestrator.surrogate import SurrogateOptions
+
+        build = lambda: SurrogateOptions.from_dict(config.sampler_options)  # noqa: E731
+    else:
+        build = lambda: make_sampler(config)  # noqa: E731
+    try:
+        build()
+    except (ValueError, TypeError) as exc:
+        top.fail(f"sampler_options: {first_line(exc)}", top.line_of("sampler_options"))
+
+
+def check_overrides(config: StudyConfig | None, **values: float | None) -> None:
+    """Check command-line overrides against what a study file may say and apply them to `config`
+    (None: only check, for a study not loaded yet).
+
+    Args:
+        config: The study's settings, or None.
+        values: `workers=`, `n_trials=` (bounded by `LIMITS`), `gpus_per_trial=`,
+            `cpus_per_trial=` (checked by `check_resource`, applied to `config.resources`);
+            a None value is no override.
+
+    Raises:
+        ConfigError: `--workers: must be at most 1,024, got ...`.
+    """
+    for key, value in values.items():
+        if value is None:
+            continue
+        flag = f"--{key.replace('_', '-')}"
+        if key in ("gpus_per_trial", "cpus_per_trial"):
+            problem = check_resource(key, value)
+            if problem:
+                raise ConfigError(f"{flag}: {problem}")
+            target = config.resources if config is not None else None
+        else:
+            if value > LIMITS[key]:
+                raise ConfigError(f"{flag}: must be at most {LIMITS[key]:,}, got {value:,}")
+            target = config
+        if target is not None:
+            setattr(target, key, value)
 
 
 def _read_budget(path: Path, top: _Reader) -> dict[str, Any]:
@@ -349,6 +412,12 @@ def _read_budget(path: Path, top: _Reader) -> dict[str, Any]:
     if "steps" in budget and "eval_every" not in budget:
         # a learning curve needs points: evaluate every 5% of the budget unless the study says
         budget["eval_every"] = max(1, budget["steps"] // DEFAULT_EVALUATIONS)
+    from mixnas.evaluator.trainer import resolve_budget
+
+    try:
+        resolve_budget(budget)  # the evaluator's limits
+    except ValueError as exc:
+        b.fail(str(exc), b.line)
     return budget
 
 
@@ -391,6 +460,7 @@ def _validate_against_components(config: StudyConfig, path: Path, top: _Reader) 
     """Check the task, train settings, metric and baseline names against what the evaluator and
     search space know (a bad setting would otherwise fail every trial, one by one)."""
     from mixnas.evaluator import get_task, profile_metric_names, task_metric_names
+    from mixnas.evaluator.profiler import resolve_profile
     from mixnas.evaluator.trainer import resolve_train
     from mixnas.search_space import BASELINES, Architecture, Grammar
 
@@ -398,6 +468,10 @@ def _validate_against_components(config: StudyConfig, path: Path, top: _Reader) 
         resolve_train(config.train)
     except ValueError as exc:
         top.fail(f"train: {exc}", top.line_of("train"))
+    try:
+        resolve_profile(config.profile)
+    except ValueError as exc:
+        top.fail(f"profile: {exc}", top.line_of("profile"))
 
     task_settings = {k: v for k, v in config.task.items() if k != "name"}
     try:

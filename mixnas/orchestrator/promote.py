@@ -45,14 +45,16 @@ class Scaling:
         """One factor `scale` for all three, each overridable.
 
         Raises:
-            ValueError: a factor that is not positive.
+            ValueError: `--NAME: ...` for a factor that is not above 0 and at most `MAX_FACTOR`.
         """
-        factors = cls(*(scale if f is None else f for f in (width, depth, budget)))
-        for name in ("width", "depth", "budget"):
-            value = getattr(factors, name)
-            if not value > 0:
-                raise ValueError(f"the {name} factor must be positive, got {value}")
-        return factors
+        given = {"width": width, "depth": depth, "budget": budget}
+        for name, value in given.items():
+            flag = "--scale" if value is None else f"--{name}"
+            value = scale if value is None else value
+            if not 0 < value <= MAX_FACTOR:
+                raise ValueError(f"{flag}: the factor must be above 0 and at most "
+                                 f"{MAX_FACTOR}, got {value}")
+        return cls(*(scale if f is None else f for f in given.values()))
 
     @property
     def label(self) -> str:
@@ -60,6 +62,9 @@ class Scaling:
         if self.width == self.depth == self.budget:
             return f"x{self.width:g}"
         return f"w{self.width:g}-d{self.depth:g}-b{self.budget:g}"
+
+
+MAX_FACTOR = 64  # a larger scale-up is a different study, not a check of this one's ranking
 
 
 def promoted_name(name: str, scaling: Scaling | float) -> str:

@@ -309,3 +309,22 @@ def front_entry(trial: TrialRecord, names: list[str]) -> dict[str, Any]:
         "architecture": json.loads(trial.arch_json) if trial.arch_json else None,
         "baseline": trial.baseline,
     }
+
+
+def failure_summary(handle: StudyHandle) -> str | None:
+    """A one-line summary when no trial of the study completed although some finished (every one
+    failed, was pruned or infeasible), naming the commonest reason; None otherwise.
+
+    A study like that has learnt nothing, so the command exits 1 with this line rather than 0.
+    """
+    from collections import Counter
+
+    counts = handle.storage.count_trials(handle.record_id)
+    if counts.complete or not counts.done:
+        return None
+    bad = handle.storage.get_trials(handle.record_id, states=["failed", "infeasible"])
+    reasons = Counter((t.failure_reason or t.state).splitlines()[0][:200] for t in bad)
+    commonest = (f"; commonest reason ({reasons.most_common(1)[0][1]} of {len(bad)}): "
+                 f"{reasons.most_common(1)[0][0]}") if reasons else ""
+    return (f"no trial of study '{handle.name}' completed: {counts.failed} failed, "
+            f"{counts.infeasible} infeasible, {counts.pruned} pruned{commonest}")

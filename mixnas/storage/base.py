@@ -437,10 +437,13 @@ class BaseStorage(abc.ABC):
         """
 
     @abc.abstractmethod
-    def release_design(self, study_id: int, arch_hash: str) -> None:
-        """Drop the claim on a design (its trial finished).
+    def release_design(self, study_id: int, arch_hash: str, holder: str | None = None) -> bool:
+        """Drop the claim on design `arch_hash` (its trial finished, or its driver died).
 
         Args:
-            study_id: The study.
-            arch_hash: The design (`Architecture.hash`).
+            holder: Drop it only while this driver holds it (two drivers taking over a dead
+                driver's claim at once must not drop each other's).
+
+        Returns:
+            Whether a claim was dropped.
         """

@@ -67,6 +67,20 @@ def test_resources_default_to_what_the_cluster_allows(tmp_path):
                              ).resources.gpus_per_trial == 2.0
 
 
+
+def test_command_line_overrides_are_bounded_and_applied(tmp_path):
+    from mixnas.orchestrator.config import check_overrides
+
+    config = load_study_config(write(tmp_path, GOOD), validate_names=False)
+    check_overrides(config, workers=4, n_trials=None, gpus_per_trial=0.25, cpus_per_trial=2.0)
+    assert (config.workers, config.n_trials) == (4, 8)
+    assert (config.resources.gpus_per_trial, config.resources.cpus_per_trial) == (0.25, 2.0)
+    with pytest.raises(ConfigError, match="--workers: must be at most 1,024"):
+        check_overrides(None, workers=10**6)
+    with pytest.raises(ConfigError, match="--gpus-per-trial: 'gpus_per_trial' must be at most 1"):
+        check_overrides(config, gpus_per_trial=1.5)
+    assert config.resources.gpus_per_trial == 0.25  # a refused override changes nothing
+
 # (mutation of GOOD, expected line, expected text in the message)
 BAD_CASES = [
     ("name: demo\nsearch_space: space.yaml\ntask: [oops\n", 4, "malformed YAML"),

@@ -59,7 +59,7 @@ def test_width_depth_and_budget_factors_apart():
     small = arch(64, ("attention", {"heads": 4}, "swiglu"), ("mamba2", {"heads": 2}, "none"))
     wide = scale_architecture(small, scaling.width, scaling.depth)
     assert wide.d_model == 128 and len(wide.layers) == 2
-    with pytest.raises(ValueError, match="budget factor must be positive"):
+    with pytest.raises(ValueError, match="--budget: the factor must be above 0"):
         Scaling.of(2, budget=0)
 
 
