@@ -16,7 +16,6 @@ from mixnas.export.exporter import ExportError, check_target
 from mixnas.export.hf import check_format, study_context, study_exporter, target_files
 from mixnas.search_space import baselines
 from mixnas.search_space.architecture import Architecture
-from mixnas.search_space.model import build_model
 from mixnas.search_space.plugins import load_records
 from mixnas.storage import RDBStorage, StudyRecord, TrialRecord
 
