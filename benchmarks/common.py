@@ -60,3 +60,15 @@ def device_slug(name: str) -> str:
     """A device name as a file-name part: 'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'."""
     slug = "".join(c if c.isalnum() else "-" for c in name.lower())
     return "-".join(filter(None, slug.split("-"))) or "unknown"
+
+
+def require_extra(*modules: str, extra: str = "bench") -> None:
+    """Exit at once (code 2, one line naming what to install) when an optional dependency of a
+    benchmark is missing, rather than after minutes of work at its first use."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"error: this benchmark needs {', '.join(missing)}: pip install 'mixnas[{extra}]'",
+              file=sys.stderr)
+        raise SystemExit(2)

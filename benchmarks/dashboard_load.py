@@ -1,4 +1,6 @@
-"""How long the dashboard takes to load a study page of a 5,000-trial study.
+"""How long the dashboard takes to load a study page of a 5,000-trial study, and how long the
+"what matters" importances (PED-ANOVA over every complete design) take to compute and, cached,
+to serve again.
 
 A "load" is what a browser does on /studies/NAME: the HTML, its static files (CSS, JS, plotly.js),
 the study summary, then the trials table, the Pareto front and the hypervolume history. Requests
@@ -7,7 +9,7 @@ so the browser's parallel requests would finish sooner). The first load of a fre
 (architectures not yet parsed); later loads are "warm". On a shared machine wall time follows the
 load average (recorded); CPU seconds (client and server threads together) do not.
 
-    python benchmarks/dashboard_load.py [--trials 5000] [--repeats 5] [--db PATH]
+    python -m benchmarks.dashboard_load [--trials 5000] [--repeats 5] [--db PATH]
 
 Writes benchmarks/results/dashboard_load.json.
 """
@@ -16,17 +18,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import tempfile
 import time
 import warnings
-from datetime import datetime, timezone
 from pathlib import Path
 
 from starlette.exceptions import StarletteDeprecationWarning
 
+from benchmarks.common import RESULTS as RESULTS_DIR
+from benchmarks.common import environment, write_json
 from mixnas.dashboard.app import create_app
 from mixnas.dashboard.demo import build_demo_db
 
@@ -35,7 +36,7 @@ with warnings.catch_warnings():  # Starlette 1.x prefers the httpx2 fork; httpx 
     from starlette.testclient import TestClient
 
 BUDGET_S = 1.0
-RESULTS = Path(__file__).parent / "results" / "dashboard_load.json"
+RESULTS = RESULTS_DIR / "dashboard_load.json"
 
 
 def page_requests(study: str) -> list[str]:
@@ -50,8 +51,22 @@ def page_requests(study: str) -> list[str]:
         api,
         f"{api}/trials",
         f"{api}/pareto?{axes}",
-        f"{api}/hypervolume?{axes}",
+        f"{api}/hypervolume",  # the page's default: all objectives
     ]
+
+
+def importance_timing(client: TestClient, study: str) -> dict:
+    """The "what matters" answer twice: computed (PED-ANOVA), then from the cache."""
+    timings = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        answer = client.get(f"/api/studies/{study}/insight").json()
+        timings.append((round(time.perf_counter() - t0, 4), answer["cached"]))
+    found = answer["importance"]
+    return {"designs": found["n"], "evaluator": found["evaluator"],
+            "compute_seconds": found["seconds"], "first_request_seconds": timings[0][0],
+            "first_cached": timings[0][1], "cached_request_seconds": timings[1][0],
+            "second_cached": timings[1][1]}
 
 
 def load(client: TestClient, urls: list[str]) -> dict:
@@ -92,6 +107,7 @@ def main() -> None:
             cold = load(client, urls)
             warm = [load(client, urls) for _ in range(args.repeats)]
             n_trials = client.get("/api/studies/demo").json()["n_trials"]
+            importance = importance_timing(client, "demo")
         db_bytes = path.stat().st_size
 
     warm_totals = [w["total_seconds"] for w in warm]
@@ -100,16 +116,7 @@ def main() -> None:
     ]
     result = {
         "benchmark": "dashboard study page load",
-        "command": "python benchmarks/dashboard_load.py "
-        f"--trials {args.trials} --repeats {args.repeats}"
-        + (f" --db {args.db}" if args.db else ""),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "load_average_1min": round(os.getloadavg()[0], 2),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        **environment("benchmarks.dashboard_load"),
         "n_trials": n_trials,
         "db_bytes": db_bytes,
         "db_build_seconds": build_s,
@@ -121,11 +128,11 @@ def main() -> None:
         "warm_cpu_median_seconds": round(statistics.median(w["cpu_seconds"] for w in warm), 4),
         "warm_api_median_seconds": round(statistics.median(api_only), 4),
         "within_budget": cold["total_seconds"] < BUDGET_S and max(warm_totals) < BUDGET_S,
+        "importance": importance,
         "cold": cold,
         "warm_last": warm[-1],
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(RESULTS, result)
     print(json.dumps({k: v for k, v in result.items() if k not in ("cold", "warm_last")}, indent=2))
     for url, timing in cold["requests"].items():
         print(f"cold {timing['seconds'] * 1000:7.1f} ms {timing['wire_bytes']:>9,} B  {url}")

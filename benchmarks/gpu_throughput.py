@@ -12,8 +12,9 @@ A run stopped by `--timeout-s` still counts the trials it finished.
 Scales: `quickstart` (studies/quickstart.yaml), `lm-gpu` (studies/lm-gpu.yaml), or a study file.
 Usage: python -m benchmarks.gpu_throughput [--scales quickstart lm-gpu] [--packs 1 2 4 8]
        [--trials N [N ...]] [--timeout-s S] [--out PATH] [--check]
-Needs a CUDA GPU; without one it says so in one line (exit 2). `--check` validates the arguments
-and the study files and prints the plan, GPU or not.
+Needs a CUDA GPU; without one it checks each run's `study start` command line (and study file),
+says so in one line and exits 0. `--check` does the same checks and prints the plan, GPU or not.
+Any invalid command line: one line naming it, exit 2.
 """
 
 from __future__ import annotations
@@ -84,20 +85,32 @@ def trials_for(args, i: int, pack: int) -> int:
     return args.trials[0] if len(args.trials) == 1 else args.trials[i]
 
 
-def start_command(study: Path, storage: str, pack: int, trials: int,
-                  packing: bool = True) -> list[str]:
-    """The `mixnas study start` command line of one run (without `packing`, a checkout whose
-    `study start` has no --gpus-per-trial: one trial at a time, a whole GPU each)."""
-    share = ["--gpus-per-trial", f"{1 / pack:.6g}"] if packing else []
+def start_command(study: Path, storage: str, pack: int, trials: int) -> list[str]:
+    """The `mixnas study start` command line of one run: `pack` trials, 1/pack of the GPU each."""
     return [sys.executable, "-m", "mixnas.cli", "study", "start", str(study), "--storage", storage,
-            "--workers", str(pack), *share, "--n-trials", str(trials), "--quiet"]
+            "--workers", str(pack), "--gpus-per-trial", f"{1 / pack:.6g}",
+            "--n-trials", str(trials), "--quiet"]
 
 
-def has_gpus_per_trial() -> bool:
-    """Whether this checkout's `study start` takes --gpus-per-trial (packed trials)."""
-    out = subprocess.run([sys.executable, "-m", "mixnas.cli", "study", "start", "--help"],
-                         capture_output=True, text=True, cwd=ROOT)
-    return "--gpus-per-trial" in out.stdout
+def check_command(cmd: list[str]) -> str | None:
+    """Why `mixnas` would refuse the command line `cmd` (its study file included), or None."""
+    import contextlib
+    import io
+
+    from mixnas.cli import build_parser
+    from mixnas.errors import MixnasError
+    from mixnas.orchestrator.config import load_study_config
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            args = build_parser().parse_args(cmd[3:])
+        load_study_config(args.file, validate_names=False)
+    except SystemExit:
+        return err.getvalue().strip().splitlines()[-1]
+    except MixnasError as exc:
+        return str(exc)
+    return None
 
 
 def trial_times(storage: str) -> list[dict]:
@@ -173,10 +186,10 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def run_one(study: Path, pack: int, trials: int, timeout: int, packing: bool = True) -> dict:
+def run_one(study: Path, pack: int, trials: int, timeout: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="mixnas-throughput-") as tmp:
         storage = f"sqlite:///{tmp}/throughput.db"
-        cmd = start_command(study, storage, pack, trials, packing)
+        cmd = start_command(study, storage, pack, trials)
         start = time.perf_counter()
         rc, tail = run_study(cmd, timeout, Path(tmp) / "study.log")
         wall = time.perf_counter() - start
@@ -194,29 +207,27 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     plan = [(scale, pack, trials_for(args, i, pack)) for scale in args.studies
             for i, pack in enumerate(args.packs)]
-    packing = has_gpus_per_trial()
+    for scale, pack, trials in plan:
+        problem = check_command(start_command(args.studies[scale], "sqlite://", pack, trials))
+        if problem:
+            print(f"gpu_throughput: {scale} x{pack}: invalid study command line: {problem}",
+                  file=sys.stderr)
+            return 2
+    runs = "; ".join(f"{s} x{p} ({n} trials)" for s, p, n in plan)
     if args.check:
-        runs = "; ".join(f"{s} x{p} ({n} trials)" for s, p, n in plan)
-        note = "" if packing else " [study start has no --gpus-per-trial in this checkout yet]"
-        print(f"gpu_throughput: would run {runs}{note}")
+        print(f"gpu_throughput: would run {runs}")
         return 0
     import torch
 
     if not torch.cuda.is_available():
-        print("gpu_throughput: needs a CUDA GPU (none here); --check validates the arguments",
-              file=sys.stderr)
-        return 2
-    if not packing:  # still measure the unpacked study through Ray: the end-to-end GPU run
-        print("gpu_throughput: `mixnas study start` has no --gpus-per-trial in this checkout: "
-              "running one trial at a time only", file=sys.stderr)
-        plan = [(scale, 1, n) for scale, pack, n in plan if pack == 1] or \
-            [(scale, 1, n) for scale, _, n in plan[:1]]
+        print(f"gpu_throughput: no CUDA GPU here: nothing measured; the command lines of its "
+              f"{len(plan)} runs are valid ({runs})")
+        return 0
     name = torch.cuda.get_device_name(0)
     out = Path(args.out) if args.out else RESULTS / f"gpu_throughput_{device_slug(name)}.json"
     results = []
     for scale, pack, trials in plan:
-        result = {"scale": scale, "packing": packing,
-                  **run_one(args.studies[scale], pack, trials, args.timeout_s, packing)}
+        result = {"scale": scale, **run_one(args.studies[scale], pack, trials, args.timeout_s)}
         results.append(result)
         add_packing_gains(results)
         print(json.dumps({k: result.get(k) for k in ("scale", "pack", "rc", "trained",

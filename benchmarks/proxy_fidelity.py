@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, environment, write_json
+from benchmarks.common import RESULTS, environment, require_extra, write_json
 
 SPACES = Path(__file__).resolve().parents[1] / "studies" / "spaces"
 
@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", default=str(RESULTS / "proxy_fidelity.json"))
     args = parser.parse_args(argv)
+    require_extra("matplotlib", "scipy")
     archs = sample(Path(args.space), args.n, args.seed, args.max_width, args.max_depth)
     task, train, args.proxy_steps = quick_task(args)
     cfg = {

@@ -36,7 +36,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, environment, write_json
+from benchmarks.common import RESULTS, environment, require_extra, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 LM_STUDY = REPO / "studies" / "lm.yaml"
@@ -326,6 +326,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", default=str(RESULTS / "scale_transfer.json"))
     parser.add_argument("--report-only", action="store_true", help="rewrite the report, train none")
     args = parser.parse_args(argv)
+    require_extra("matplotlib")
     stages = [s for s in args.only.split(",") if s]
     labels = [d for d in args.designs.split(",") if d] or list(DESIGNS)
     bad = [s for s in stages if s not in STAGES] + [d for d in labels if d not in DESIGNS]

@@ -26,7 +26,7 @@ from typing import Any
 
 import optuna
 
-from benchmarks.common import RESULTS, environment, write_json
+from benchmarks.common import RESULTS, environment, require_extra, write_json
 from benchmarks.tabular.build import GRAMMAR, TABLE
 from benchmarks.tabular.hypervolume import Normaliser
 from benchmarks.tabular.replay import replay, trials_to_fraction
@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS / "search_efficiency")
     args = parser.parse_args(argv)
+    require_extra("matplotlib")
     objectives = args.objectives
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -32,7 +32,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, environment, write_json
+from benchmarks.common import RESULTS, environment, require_extra, write_json
 from benchmarks.search_efficiency import TARGET, summarise
 from benchmarks.tabular.build import GRAMMAR, LM_TABLE, TABLE
 from benchmarks.tabular.hypervolume import Normaliser
@@ -272,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="write the JSON and PNG from the cached runs, running nothing")
     parser.add_argument("--note", default="", help="recorded in the JSON (how the runs were made)")
     args = parser.parse_args(argv)
+    require_extra("matplotlib", "scipy")
     n_trials = {"tpe_mqar": args.n_trials_tpe, "tpe_lm": args.n_trials_tpe,
                 "surrogate_mqar": args.n_trials_surrogate, "surrogate_lm": args.n_trials_surrogate}
     phases = {"mqar": ["mqar"], "lm": ["lm", "lm2"], "all": ["mqar", "lm", "lm2"]}[args.phase]

@@ -11,14 +11,14 @@ import argparse
 import os
 import sys
 
-from mixnas.commands import bench, dashboard, data, model, space, study
+from mixnas.commands import bench, dashboard, data, model, primitive, space, study
 from mixnas.commands.common import DEFAULT_STORAGE, EXIT_INTERRUPTED, EXIT_USAGE
 from mixnas.errors import MixnasError, first_line
 
 __all__ = ["DEFAULT_STORAGE", "build_parser", "main"]
 
 # The top-level commands in the order `mixnas --help` lists them.
-AREAS = (study, space, model, dashboard, data, bench)
+AREAS = (study, space, primitive, model, dashboard, data, bench)
 
 
 class _Parser(argparse.ArgumentParser):

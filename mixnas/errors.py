@@ -14,6 +14,11 @@ class ConfigError(MixnasError, ValueError):
     """A study, grammar or architecture file is wrong; the message names FILE:LINE."""
 
 
+class PluginError(ConfigError):
+    """A user's plugin (a primitive or metric module) does not import, clashes with a known name,
+    lacks a required method, or changed since its study started; the message names the file."""
+
+
 class StorageError(MixnasError):
     """The storage URL is malformed or the database cannot be reached or is of a newer schema."""
 

@@ -155,29 +155,65 @@ def _volume(pts: list[tuple[float, ...]], ref: tuple[float, ...]) -> float:
     return volume
 
 
-def reference_point(
-    points: Sequence[tuple[float, float]], margin: float = 0.1
-) -> tuple[float, float]:
+def reference_point(points: Sequence[Sequence[float]], margin: float = 0.1) -> tuple[float, ...]:
     """The worst loss of each objective pushed out by `margin` of its range, so the extreme front
-    points still add area (Optuna's hypervolume plots ask the user for this point)."""
+    points still add volume (Optuna's hypervolume plots ask the user for this point)."""
     ref = []
-    for k in range(2):
+    for k in range(len(points[0])):
         column = [p[k] for p in points]
         worst = max(column)
         span = (worst - min(column)) or abs(worst) or 1.0
         ref.append(worst + margin * span)
-    return ref[0], ref[1]
+    return tuple(ref)
+
+
+def readable_reference(
+    values: Sequence[Sequence[float]], directions: Sequence[str], margin: float = 0.1
+) -> tuple[float, ...]:
+    """A reference point a reader can check, in the objectives' own units (not loss space).
+
+    Like `reference_point`, the worst value of each objective pushed out by `margin` of its
+    range, then rounded outwards to two significant digits of that range (168,305 -> 190,000),
+    and never past zero for an objective whose values are all >= 0 (an accuracy's reference is
+    0, not -0.0031). A design at the reference value itself adds no volume.
+
+    Args:
+        values: Objective values of the points, in their own units, one row per point.
+        directions: "minimize" or "maximize", one per objective.
+        margin: How far beyond the worst value, as a share of the objective's range.
+
+    Returns:
+        The reference point in the objectives' own units.
+    """
+    ref = []
+    for k, direction in enumerate(directions):
+        column = [float(v[k]) for v in values]
+        loss = [-x if direction == "maximize" else x for x in column]
+        worst = max(loss)
+        span = (worst - min(loss)) or abs(worst) or 1.0
+        quantum = 10.0 ** (np.floor(np.log10(span)) - 1)
+        r = float(np.ceil((worst + margin * span) / quantum) * quantum)
+        r = float(f"{r:.12g}")  # no 0.30000000000000004
+        natural = -r if direction == "maximize" else r
+        if min(column) >= 0 and natural < 0:
+            natural = 0.0
+        ref.append(natural + 0.0)
+    return tuple(ref)
 
 
 def hypervolume_history(
-    points: Sequence[tuple[float, float]], ref: tuple[float, float]
+    points: Sequence[Sequence[float]], ref: Sequence[float]
 ) -> list[float]:
-    """Hypervolume of the 2-D front of points[:i+1] for every i, updated incrementally.
+    """Hypervolume of the front of points[:i+1] for every i, updated incrementally.
 
-    The running front is kept sorted by the first objective (so the second strictly decreases);
-    a new point is dominated only by its left neighbour or by a point with the same first value,
-    and the points it dominates are contiguous to its right. Repeats of a design change nothing.
+    2-D: the running front is kept sorted by the first objective (so the second strictly
+    decreases); a new point is dominated only by its left neighbour or by a point with the same
+    first value, and the points it dominates are contiguous to its right. More objectives: a new
+    non-dominated point adds its `hypervolume_improvement` over the running front. Repeats of a
+    design change nothing.
     """
+    if len(ref) != 2:
+        return _history_nd(points, ref)
     xs: list[float] = []
     ys: list[float] = []
     volume = 0.0
@@ -196,6 +232,28 @@ def hypervolume_history(
                 volume = hypervolume(list(zip(xs, ys)), ref)
         history.append(volume)
     return history
+
+
+def _history_nd(points: Sequence[Sequence[float]], ref: Sequence[float]) -> list[float]:
+    reference = np.asarray(ref, dtype=float)
+    front = np.empty((0, len(reference)))
+    volume = 0.0
+    history = []
+    for point in np.asarray(points, dtype=float).reshape(-1, len(reference)):
+        inside = bool(np.all(point < reference))
+        if inside and not np.any(np.all(front <= point, axis=1)):
+            volume += float(hypervolume_improvement(point[None, :], front, reference)[0])
+            keep = ~np.all(point <= front, axis=1)
+            front = np.vstack([front[keep], point])
+        history.append(volume)
+    return history
+
+
+def normalized(volume: float, ideal: Sequence[float], ref: Sequence[float]) -> float:
+    """`volume` as a share of the box between the ideal point (best loss of each objective) and
+    `ref`: a unitless number in [0, 1] that reads the same for any objectives."""
+    box = float(np.prod([r - i for i, r in zip(ideal, ref)]))
+    return volume / box if box > 0 else 0.0
 
 
 def hypervolume_improvement(points: np.ndarray, front: np.ndarray,

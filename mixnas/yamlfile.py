@@ -6,6 +6,10 @@ alike and as people write them: `1e-3` and `5e6` are floats (PyYAML's YAML 1.1 r
 strings), `010` is ten and `1:30` a string; `_` digit separators (`1_000_000`) stay allowed, as in
 YAML 1.1 and Python. Everything else is `yaml.safe_load`'s: no tag builds a Python object.
 
+A hostile file cannot exhaust the process: files over `MAX_FILE_BYTES`, nesting deeper than
+`MAX_DEPTH` and documents whose aliases expand to more than `MAX_VALUES` values (an alias bomb:
+each level repeating the one before) are refused with FILE:LINE before anything is built.
+
 This module imports nothing of mixnas but `mixnas.errors`, so every layer may use it (the search
 space, which may otherwise import only the kernels, included; tests/test_layers.py allows it).
 """
@@ -19,7 +23,12 @@ from typing import Any
 
 import yaml
 
-from mixnas.errors import ConfigError
+from mixnas.errors import ConfigError, first_line
+
+MAX_FILE_BYTES = 4 * 1024 * 1024  # study files, grammars and architectures are a few KiB
+MAX_DEPTH = 64  # nested mappings/sequences; a grammar needs about 8
+MAX_VALUES = 1_000_000  # values of the document with every alias expanded
+MAX_DIGITS = 100  # an integer literal (Python refuses to parse over 4,300 digits)
 
 _INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 _INT = re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+)$")
@@ -79,6 +88,36 @@ class _Loader(yaml.SafeLoader):
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
 
+    def compose_document(self):
+        self._depth, self._sizes = 0, {}
+        try:
+            return super().compose_document()
+        finally:
+            self._sizes = {}
+
+    def compose_node(self, parent, index):
+        """Compose as PyYAML does, bounding the nesting depth and the expanded size."""
+        line = self.peek_event().start_mark.line + 1
+        if self._depth >= MAX_DEPTH:
+            raise _Problem(line, f"nested deeper than {MAX_DEPTH} levels")
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if id(node) not in self._sizes:  # an alias reuses its anchor's node (already sized)
+            size = 1
+            if isinstance(node, yaml.SequenceNode):
+                size += sum(self._sizes.get(id(item), 1) for item in node.value)
+            elif isinstance(node, yaml.MappingNode):
+                size += sum(self._sizes.get(id(k), 1) + self._sizes.get(id(v), 1)
+                            for k, v in node.value)
+            if size > MAX_VALUES:
+                raise _Problem(line, f"aliases expand to more than {MAX_VALUES:,} values "
+                                     "(an alias bomb?)")
+            self._sizes[id(node)] = size
+        return node
+
     def construct_located_map(self, node: yaml.MappingNode) -> YamlMap:
         self.flatten_mapping(node)
         out = YamlMap(node.start_mark.line + 1)
@@ -102,6 +141,8 @@ class _Loader(yaml.SafeLoader):
 
     def construct_yaml12_int(self, node: yaml.ScalarNode) -> int:
         text = self.construct_scalar(node).replace("_", "")
+        if len(text) > MAX_DIGITS:
+            raise _Problem(node.start_mark.line + 1, f"an integer of more than {MAX_DIGITS} digits")
         if text[:2] in ("0o", "0x"):
             return int(text[2:], 8 if text[1] == "o" else 16)
         return int(text)
@@ -133,8 +174,9 @@ def parse_yaml(text: str, file: str = "<string>", error: type[SourceError] = Sou
         The document's value (None for an empty document).
 
     Raises:
-        SourceError: (or `error`) `FILE:LINE: malformed YAML: ...`, a duplicate key, or a key
-            that is a mapping or a list.
+        SourceError: (or `error`) `FILE:LINE: malformed YAML: ...`, a duplicate key, a key
+            that is a mapping or a list, nesting deeper than `MAX_DEPTH`, or aliases that
+            expand to more than `MAX_VALUES` values.
     """
     try:
         return yaml.load(text, Loader=_Loader)
@@ -144,8 +186,13 @@ def parse_yaml(text: str, file: str = "<string>", error: type[SourceError] = Sou
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else None
         raise error(file, line, f"malformed YAML: {err.problem or err.context}") from None
+    except yaml.reader.ReaderError as err:  # a character YAML forbids (NUL, other controls)
+        line = text.count("\n", 0, err.position) + 1
+        code = err.character if isinstance(err.character, int) else ord(err.character)
+        raise error(file, line, f"malformed YAML: character U+{code:04X} is not allowed in "
+                                "YAML text") from None
     except yaml.YAMLError as err:
-        raise error(file, None, f"malformed YAML: {err}") from None
+        raise error(file, None, f"malformed YAML: {first_line(err)}") from None
 
 
 def read_text(path: str | Path, error: type[SourceError] = SourceError) -> str:
@@ -153,7 +200,7 @@ def read_text(path: str | Path, error: type[SourceError] = SourceError) -> str:
 
     Raises:
         SourceError: (or `error`) `FILE: cannot read: ...` (no such file, a directory, no
-            permission, not UTF-8).
+            permission, not UTF-8, larger than `MAX_FILE_BYTES`).
     """
     path = Path(path)
     if not path.exists():
@@ -161,7 +208,12 @@ def read_text(path: str | Path, error: type[SourceError] = SourceError) -> str:
     if path.is_dir():
         raise error(str(path), None, "cannot read: is a directory, expected a YAML file")
     try:
-        text = path.read_text()
+        if not path.is_file():
+            raise error(str(path), None, "cannot read: not a regular file")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise error(str(path), None, f"cannot read: larger than {MAX_FILE_BYTES >> 20} MiB; "
+                                         "a YAML file here is a few KiB")
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise error(str(path), None, f"cannot read: {err.strerror or err}") from None
     except UnicodeDecodeError as err:

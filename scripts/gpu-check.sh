@@ -10,7 +10,8 @@
 #   bench    mixnas bench kernels --json: every implementation checked and timed, the dispatch
 #            table (later steps use it), issue 17's attention / linear-attention figures
 #   curves   one design trained with the reference, Triton and dispatched ops: loss curves
-#   study    the quickstart study on the GPU through Ray, 4 trials packed per GPU, then 4 trials
+#   study    the quickstart study on the GPU through Ray, 4 trials packed per GPU
+#            (study start --workers 4 --gpus-per-trial 0.25), then 4 trials
 #            one at a time: trials per hour and the packing gain
 #   summary  everything as one JSON (with the device name) under benchmarks/results/, and a
 #            one-screen summary; copies of the results go to $OUT when that folder exists

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from contextlib import nullcontext
 
 from rich.console import Console
@@ -28,6 +29,8 @@ def add_commands(commands) -> None:
     resume = study_cmds.add_parser("resume", help="continue a study (after a crash or Ctrl-C)")
     resume.add_argument("name")
     resume.add_argument("--storage", default=DEFAULT_STORAGE)
+    resume.add_argument("--allow-changed-plugins", action="store_true",
+                        help="continue although a plugin's source changed since the start")
     _driver_options(resume)
     resume.set_defaults(handler=cmd_study_resume)
 
@@ -67,9 +70,23 @@ def add_commands(commands) -> None:
     promote.add_argument("--json", action="store_true")
     promote.set_defaults(handler=cmd_study_promote)
 
+    report = study_cmds.add_parser("report", help="write a shareable report of a study")
+    report.add_argument("name")
+    report.add_argument("--storage", default=DEFAULT_STORAGE)
+    report.add_argument("-o", "--output", required=True, help="the report file to write")
+    report.add_argument("--format", metavar="{html,md}",
+                        help="html (one self-contained file) or md (tables + PNG figures); "
+                             "default: from the output's suffix, else html")
+    report.set_defaults(handler=cmd_study_report)
+
 
 def _driver_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=positive_int, help="trials in flight at once")
+    parser.add_argument("--workers", type=positive_int,
+                        help="trials in flight at once (default: what the resources allow)")
+    parser.add_argument("--gpus-per-trial", type=_resource("gpus_per_trial"), metavar="G",
+                        help="each trial's GPU share: 0.25 packs four trials on one GPU")
+    parser.add_argument("--cpus-per-trial", type=_resource("cpus_per_trial"), metavar="C",
+                        help="each trial's CPUs (and torch threads)")
     parser.add_argument("--n-trials", type=positive_int, help="target number of trials")
     parser.add_argument(
         "--ray-address",
@@ -84,22 +101,26 @@ def cmd_study_start(args) -> int:
     from mixnas.orchestrator.config import load_study_config
     from mixnas.orchestrator.study import create_study, load_warm_sources
     from mixnas.orchestrator.warm_start import check_mappable
+    from mixnas.search_space.commands import check_feasible
     from mixnas.search_space.grammar import Grammar
-    from mixnas.storage import check_url
+    from mixnas.search_space.plugin_commands import quick_check
+    from mixnas.search_space.plugins import with_installed
+    from mixnas.storage import check_writable
 
     config = load_study_config(args.file)
     if args.storage:
         config.storage = args.storage
-    if args.workers:
-        config.workers = args.workers
-    if args.n_trials:
-        config.n_trials = args.n_trials
+    _apply_driver_options(config, args, n_trials=args.n_trials)
     if args.warm_start:
         config.warm_start = list(dict.fromkeys(config.warm_start + args.warm_start))
-    check_url(config.storage)
+    check_writable(config.storage)
     if args.ray_address:
         check_ray_address(args.ray_address)
     grammar = Grammar.load(config.search_space)  # a broken grammar fails before any write
+    check_feasible(grammar, config.search_space)  # what `space validate` refuses
+    plugins = with_installed(grammar.plugins)
+    quick_check(plugins)  # users' primitives: property checks first
+    config.plugins = [p.record() for p in plugins]  # resume compares their hashes
     if config.name in config.warm_start:
         raise ValueError(f"--warm-start: study '{config.name}' cannot warm-start from itself")
     warm = load_warm_sources(config.storage, config.warm_start)
@@ -111,22 +132,56 @@ def cmd_study_start(args) -> int:
 
 
 def cmd_study_resume(args) -> int:
-    from mixnas.orchestrator.study import load_study
+    from mixnas.orchestrator.cluster import check_ray_address
+    from mixnas.orchestrator.study import check_plugins_unchanged, load_study
+    from mixnas.storage import check_writable
 
     quiet_optuna()
+    _apply_driver_options(None, args, n_trials=args.n_trials)  # checked before any work
+    if args.ray_address:
+        check_ray_address(args.ray_address)
+    check_writable(args.storage)
     handle = load_study(args.name, args.storage)
+    for change in check_plugins_unchanged(handle.config, args.allow_changed_plugins):
+        print(f"mixnas: warning: {change}", file=sys.stderr)
     if args.n_trials:
         handle.config.n_trials = args.n_trials
         handle.storage.set_study_target(handle.record_id, args.n_trials)
-    if args.workers:
-        handle.config.workers = args.workers
+    _apply_driver_options(handle.config, args)
     return _drive(handle, args, seed_baselines=False)
+
+
+def _apply_driver_options(config, args, **more) -> None:
+    """--workers, --gpus-per-trial, --cpus-per-trial (and `more`, e.g. n_trials) over the study's
+    own settings, bounded as the study file's are (config None: only check)."""
+    from mixnas.orchestrator.config import check_overrides
+
+    check_overrides(config, workers=args.workers, gpus_per_trial=args.gpus_per_trial,
+                    cpus_per_trial=args.cpus_per_trial, **more)
+
+
+def _resource(key: str):
+    """An argparse type for a `resources` setting, checked as the study file's is."""
+
+    def parse(text: str) -> float:
+        from mixnas.orchestrator.config import check_resource
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+        problem = check_resource(key, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    return parse
 
 
 def _drive(handle, args, *, seed_baselines: bool) -> int:
     from mixnas.orchestrator.driver import Driver
     from mixnas.orchestrator.progress import LiveProgress, pareto_table
-    from mixnas.orchestrator.study import pareto_front
+    from mixnas.orchestrator.study import failure_summary, pareto_front
 
     console = Console(stderr=False)
     quiet = args.quiet or not console.is_terminal and os.environ.get("CI")
@@ -146,6 +201,10 @@ def _drive(handle, args, *, seed_baselines: bool) -> int:
         console.print(f"stopped; continue with: mixnas study resume {handle.name} "
                       f"--storage {handle.config.storage}")
         return EXIT_INTERRUPTED
+    summary = failure_summary(handle)
+    if summary:  # a study that learnt nothing is not a success
+        print(f"mixnas: {summary}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -207,9 +266,11 @@ def cmd_study_pareto(args) -> int:
 
 
 def cmd_study_promote(args) -> int:
+    from mixnas.orchestrator.config import check_overrides
     from mixnas.orchestrator.progress import LiveProgress
     from mixnas.orchestrator.promote import Scaling, promote, promoted_name
 
+    check_overrides(None, workers=args.workers)
     scaling = Scaling.of(args.scale, args.width, args.depth, args.budget)
     quiet_optuna()
     console = Console()
@@ -222,6 +283,18 @@ def cmd_study_promote(args) -> int:
         print(json.dumps(report, indent=2))
         return 0
     _print_promotion(console, report)
+    return 0
+
+
+def cmd_study_report(args) -> int:
+    from pathlib import Path
+
+    from mixnas.dashboard.report import write_report
+
+    out = Path(args.output)
+    fmt_name = args.format or ("md" if out.suffix.lower() == ".md" else "html")
+    for path in write_report(args.storage, args.name, out, fmt_name):
+        print(path)
     return 0
 
 

@@ -17,13 +17,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 
 from mixnas.dashboard.store import NotFound, Store, finite
-from mixnas.pareto import hypervolume_history, reference_point, to_loss
+from mixnas.pareto import hypervolume_history, normalized, readable_reference, to_loss
 from mixnas.storage import TRIAL_STATES
 
 
 class BadRequest(HTTPException):
     def __init__(self, detail: str):
         super().__init__(400, detail)
+
+
+# The study page's view state in its URL: axes, colour, scales, hypervolume dimensions.
+STUDY_VIEW = ("x", "y", "colour", "xscale", "yscale", "hv")
+VIEW_CHOICES = {"xscale": ("linear", "log"), "yscale": ("linear", "log"), "hv": ("all", "xy")}
 
 
 def query(request: Request, *allowed: str) -> dict[str, str]:
@@ -33,6 +38,13 @@ def query(request: Request, *allowed: str) -> dict[str, str]:
         known = ", ".join(allowed) or "none"
         raise BadRequest(f"unknown query parameter {unknown[0]!r} (accepted: {known})")
     return dict(request.query_params)
+
+
+def check_ids(params: dict) -> None:
+    """404 for a trial number or id no database column can hold (beyond 64 bits)."""
+    for key in ("number", "id"):
+        if key in params and not 0 <= params[key] < 1 << 63:
+            raise HTTPException(404, f"no trial {key} {params[key]}")
 
 
 def objectives_of(study: dict, names: list[str]) -> list[dict]:
@@ -46,6 +58,18 @@ def objectives_of(study: dict, names: list[str]) -> list[dict]:
     if len(set(names)) != len(names):
         raise BadRequest(f"objectives must differ, got {names}")
     return [by_name[name] for name in names]
+
+
+def check_view(study: dict, params: dict[str, str]) -> None:
+    """A shared view's URL (`?x=state_bytes&xscale=log`) names real objectives and scales."""
+    names = [o["name"] for o in study["objectives"]]
+    for key in ("x", "y", "colour", "objective"):
+        if params.get(key) and params[key] not in names:
+            raise BadRequest(f"{key}: unknown objective {params[key]!r}; study "
+                             f"{study['name']!r} has: {', '.join(names)}")
+    for key, allowed in VIEW_CHOICES.items():
+        if key in params and params[key] not in allowed:
+            raise BadRequest(f"{key} must be one of {', '.join(allowed)}, got {params[key]!r}")
 
 
 def axes(study: dict, params: dict[str, str], default: list[str]) -> list[dict]:
@@ -70,6 +94,7 @@ class Api:
 
     def trial_of(self, request: Request) -> dict:
         p = request.path_params
+        check_ids(p)
         try:
             if "id" in p:
                 return self.store.trial(None, None, trial_id=p["id"])
@@ -108,11 +133,16 @@ class Api:
         study = self.study_of(request)
         objectives = axes(study, query(request, "x", "y"), [o["name"] for o in study["objectives"]])
         front = self.store.front(study["id"], objectives)
+        repeats = self.store.repeats(study["id"])
         return JSONResponse(
             {
                 "objectives": objectives,
                 "trials": [p.number for p in front],
                 "values": [[finite(v) for v in p.values] for p in front],
+                # one point per design: the trials that repeat a front design's result
+                "repeats": {
+                    str(p.number): repeats[p.design][1:] for p in front if p.design in repeats
+                },
             }
         )
 
@@ -121,23 +151,29 @@ class Api:
         names = [o["name"] for o in study["objectives"]]
         if len(names) < 2:
             raise BadRequest(f"study {study['name']!r} has one objective; hypervolume needs two")
-        objectives = axes(study, query(request, "x", "y"), names[:2])
-        names = [o["name"] for o in objectives]
-        directions = [o["direction"] for o in objectives]
-        points = [
-            (p.number, to_loss(p.values, directions))
-            for p in self.store.points(study["id"], names)
-            if all(math.isfinite(v) for v in p.values)
-        ]
-        ref = reference_point([p for _, p in points]) if points else None
-        return JSONResponse(
-            {
-                "objectives": objectives,
-                "reference": ref and list(to_loss(ref, directions)),
-                "trials": [number for number, _ in points],
-                "hypervolume": hypervolume_history([p for _, p in points], ref) if points else [],
-            }
-        )
+        objectives = axes(study, query(request, "x", "y"), names)  # no x, y: all objectives
+        answer = self.store.memo(study["id"], ("hypervolume", *(o["name"] for o in objectives)),
+                                 lambda: _hypervolume(self.store, study["id"], objectives))
+        return JSONResponse(answer)
+
+    def insight(self, request: Request):
+        query(request)
+        study = self.study_of(request)
+        return JSONResponse(self.store.insight(study["id"], study["objectives"]))
+
+    def compared(self, request: Request) -> tuple[dict, dict]:
+        """The two studies of `?a=NAME&b=NAME`; a 400 when one is missing, a 404 when unknown."""
+        params = query(request, "a", "b")
+        if not params.get("a") or not params.get("b"):
+            raise BadRequest("give two studies: ?a=NAME&b=NAME")
+        try:
+            return self.store.study(params["a"], False), self.store.study(params["b"], False)
+        except NotFound as error:
+            raise HTTPException(404, str(error)) from error
+
+    def compare(self, request: Request):
+        a, b = self.compared(request)
+        return JSONResponse(self.store.compare(a, b))
 
     def trial(self, request: Request):
         query(request)
@@ -180,6 +216,29 @@ class Api:
                 f'attachment; filename="{stem}_trial{trial["number"]}.py"'
             )
         return PlainTextResponse(code, media_type="text/x-python", headers=headers)
+
+
+def _hypervolume(store: Store, study_id: int, objectives: list[dict]) -> dict:
+    """The hypervolume history of the study's front over `objectives` (see `Api.hypervolume`)."""
+    names = [o["name"] for o in objectives]
+    directions = [o["direction"] for o in objectives]
+    points = [
+        p for p in store.points(study_id, names) if all(math.isfinite(v) for v in p.values)
+    ]
+    answer = {"objectives": objectives, "reference": None, "ideal": None, "trials": [],
+              "hypervolume": [], "normalized": []}
+    if points:
+        ref = readable_reference([p.values for p in points], directions)
+        losses = [to_loss(p.values, directions) for p in points]
+        ref_loss = to_loss(ref, directions)
+        ideal = [min(column) for column in zip(*losses)]
+        history = hypervolume_history(losses, ref_loss)
+        answer.update(
+            reference=list(ref), ideal=list(to_loss(ideal, directions)),
+            trials=[p.number for p in points], hypervolume=history,
+            normalized=[normalized(v, ideal, ref_loss) for v in history],
+        )
+    return answer
 
 
 @functools.lru_cache(maxsize=256)

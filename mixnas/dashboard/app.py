@@ -28,7 +28,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from mixnas.dashboard.api import Api, query
+from mixnas.dashboard.api import STUDY_VIEW, Api, check_ids, check_view, query
 from mixnas.dashboard.store import Store
 
 STATIC = Path(__file__).parent / "static"
@@ -44,6 +44,12 @@ SECURITY_HEADERS = [
         b"connect-src 'self'; object-src 'none'; frame-ancestors 'none'",
     ),
 ]
+# plotly's parallel coordinates draw with WebGL (regl), which compiles its shaders with
+# `new Function`: the "what matters" page alone allows that, still only for scripts from here.
+EVAL_CSP = {
+    "content-security-policy": SECURITY_HEADERS[-1][1].decode().replace(
+        "default-src 'self';", "default-src 'self'; script-src 'self' 'unsafe-eval';")
+}
 
 
 def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Starlette:
@@ -62,8 +68,11 @@ def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Star
     _gzipped(PLOTLY_JS)  # at start-up rather than in the first page load
     routes = [
         Route("/", _page(store, "studies.html")),
-        Route("/studies/{name}", _page(store, "study.html")),
+        Route("/studies/{name}", _page(store, "study.html", *STUDY_VIEW)),
         Route("/studies/{name}/trials/{number:int}", _page(store, "trial.html")),
+        Route("/studies/{name}/insight",
+              _page(store, "insight.html", "objective", headers=EVAL_CSP)),
+        Route("/compare", _compare_page(api)),
         Route("/vendor/plotly.min.js", _plotly_js),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         Route("/api/studies", api.studies),
@@ -71,6 +80,8 @@ def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Star
         Route("/api/studies/{name}/trials", api.trials),
         Route("/api/studies/{name}/pareto", api.pareto),
         Route("/api/studies/{name}/hypervolume", api.hypervolume),
+        Route("/api/studies/{name}/insight", api.insight),
+        Route("/api/compare", api.compare),
         Route("/api/studies/{name}/trials/{number:int}", api.trial),
         Route("/api/studies/{name}/trials/{number:int}/code", api.code),
         Route("/api/trials/{id:int}", api.trial),
@@ -86,16 +97,31 @@ def create_app(storage_url: str, allowed_hosts: list[str] | None = None) -> Star
     )
 
 
-def _page(store: Store, name: str):
-    """The endpoint of one HTML page: a 404 when its study (or trial) does not exist."""
+def _page(store: Store, name: str, *view: str, headers: dict | None = None):
+    """The endpoint of one HTML page: a 404 when its study (or trial) does not exist, a 400 when
+    its view parameters (`view`, in the URL) name unknown objectives or scales."""
 
     def endpoint(request: Request):
-        query(request)
+        params = query(request, *view)
         p = request.path_params
+        check_ids(p)
         if "name" in p and not store.exists(p["name"], p.get("number")):
             what = f"trial {p['number']} of " if "number" in p else ""
             raise HTTPException(404, f"no {what}study {p['name']!r}")
-        return FileResponse(STATIC / name, headers={"cache-control": "no-cache"})
+        if "name" in p and "number" not in p:
+            check_view(store.study(p["name"], False), params)
+        extra = {"cache-control": "no-cache", **(headers or {})}
+        return FileResponse(STATIC / name, headers=extra)
+
+    return endpoint
+
+
+def _compare_page(api: Api):
+    """The compare page: 400/404 unless `?a=&b=` name two existing studies."""
+
+    def endpoint(request: Request):
+        api.compared(request)
+        return FileResponse(STATIC / "compare.html", headers={"cache-control": "no-cache"})
 
     return endpoint
 
@@ -126,10 +152,30 @@ class SecurityHeaders:
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}  # a page may set its own CSP
+                message["headers"] = headers + [h for h in SECURITY_HEADERS if h[0] not in present]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _check_bind(host: str, port: int) -> None:
+    """Refuse, in one line, a port out of range or an address the server could not listen on."""
+    import socket
+
+    from mixnas.errors import MixnasError
+
+    if not 0 < port < 65536:
+        raise MixnasError(f"--port: must be from 1 to 65535, got {port}")
+    try:
+        family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+        with socket.socket(family) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        raise MixnasError(f"--host {host} --port {port}: cannot listen there: "
+                          f"{exc.strerror or exc}") from None
 
 
 @functools.cache
@@ -151,6 +197,7 @@ def serve(storage_url: str, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Run the dashboard with uvicorn (blocking). Binds the loopback interface by default."""
     import uvicorn
 
+    _check_bind(host, port)
     loopback = host in LOOPBACK_HOSTS
     app = create_app(storage_url, allowed_hosts=LOOPBACK_HOSTS if loopback else None)
     print(f"mixnas dashboard on http://{host}:{port}/ (Ctrl-C stops it)")

@@ -60,15 +60,21 @@ def _channel_mixer(rng: random.Random) -> Mixer:
     return Mixer("none", {})
 
 
-def random_architecture(rng: random.Random) -> Architecture:
+def random_architecture(rng: random.Random) -> tuple[Architecture, dict]:
+    """A random design and the decisions that drew it, named as a grammar names them (the
+    `layer.N.*` decisions exist only for designs that deep: a conditional search space)."""
     d_model = rng.choice([64, 128, 128, 256])
     kinds = ["attention", "gated_deltanet", "mamba2", "hyena", "short_conv", "parallel"]
     weights = [3, 4, 3, 1, 1, 1]
-    layers = [
-        Layer(_token_mixer(rng.choices(kinds, weights)[0], d_model, rng), _channel_mixer(rng))
-        for _ in range(rng.randint(2, 8))
-    ]
-    return Architecture(d_model=d_model, layers=layers, norm=rng.choice(["rms", "rms", "layer"]))
+    params: dict = {"d_model": d_model, "depth": rng.randint(2, 8)}
+    layers = []
+    for i in range(params["depth"]):
+        kind = rng.choices(kinds, weights)[0]
+        layers.append(Layer(_token_mixer(kind, d_model, rng), _channel_mixer(rng)))
+        params[f"layer.{i}.token_mixer"] = kind
+        params[f"layer.{i}.channel_mixer"] = layers[-1].channel_mixer.type
+    params["norm"] = rng.choice(["rms", "rms", "layer"])
+    return Architecture(d_model=d_model, layers=layers, norm=params["norm"]), params
 
 
 def baselines() -> list[Architecture]:
@@ -109,13 +115,18 @@ def _objectives(arch: Architecture, rng: random.Random) -> dict[str, float]:
     }
 
 
-def _curve(final_loss: float, steps: int, rungs: list[int], rng: random.Random) -> list[dict]:
+def _curve(values: dict, steps: int, rungs: list[int], rng: random.Random) -> list[dict]:
+    """An evaluation every 5% of the 1,200-step budget (60 steps), as studies evaluate by
+    default: train loss, and the validation loss and recall accuracy the trainer measures."""
     points = []
-    for step in range(0, steps + 1, 100):
-        loss = final_loss + (math.log(VOCAB_SIZE) - final_loss) * math.exp(-step / 250)
+    for step in range(60, steps + 1, 60):
+        decay = math.exp(-step / 250)
+        loss = values["loss"] + (math.log(VOCAB_SIZE) - values["loss"]) * decay
         point = {"step": step, "tokens": step * 64 * 256, "train_loss": loss + rng.gauss(0, 0.03)}
+        accuracy = max(0.0, values["mqar_acc"] * (1 - decay) + rng.gauss(0, 0.01))
+        point["metrics"] = {"val_loss": loss + 0.05, "mqar_acc": round(accuracy, 4)}
         if step in rungs:
-            point.update(rung=rungs.index(step), metrics={"val_loss": loss + 0.05})
+            point["rung"] = rungs.index(step)
         points.append(point)
     return points
 
@@ -132,25 +143,38 @@ def build_demo_db(
     SQLite file (a path) or an empty database (a URL); return its storage URL."""
     url = str(storage) if "://" in str(storage) else f"sqlite:///{Path(storage).resolve()}"
     rng = random.Random(seed)
-    rungs = [300, 1000]
+    rungs = [300, 960]
     storage = RDBStorage(url)  # as the orchestrator's: WAL, so readers never wait
     trials, curves = [], []
+    done: list[dict] = []  # complete trials that trained their design: what repeats reuse
     for number in range(n_trials):
         base = baselines()
-        arch = base[number] if number < len(base) else random_architecture(rng)
-        values = _objectives(arch, rng)
+        decisions, original = None, None
+        if number < len(base):
+            arch = base[number]
+        elif done and number < n_trials - running and rng.random() < 0.06:
+            original = rng.choice(done)  # the sampler drew a design again: its result is reused
+            arch, decisions = Architecture.from_json(original["arch_json"]), original["params"]
+        else:
+            arch, decisions = random_architecture(rng)
+        values = original["values"] if original else _objectives(arch, rng)
         state = "complete"
         if number >= n_trials - running:
             state = "running"
-        elif number >= len(base):
+        elif number >= len(base) and not original:
             state = rng.choices(["complete", "pruned", "failed", "infeasible"], [80, 8, 5, 5])[0]
         started = START + timedelta(seconds=40 * number)
         seconds = rng.uniform(30, 300)
         trial = _trial_row(number, arch, state, values, started, seconds, rng)
-        # infeasible trials never train: no curve
+        trial.update(params=decisions, duplicate_of=original["number"] if original else None)
+        # infeasible trials never train, a reused result is not trained again: no curve
         steps = {"complete": 1200, "pruned": 300, "running": 400, "failed": 200}.get(state, -1)
+        if original:
+            steps, trial["metrics"], trial["profile"] = -1, original["metrics"], original["profile"]
+        elif state == "complete" and decisions:
+            done.append(trial)
         trials.append(trial)
-        curves.append(_curve(values["loss"], steps, rungs, rng))
+        curves.append(_curve(values, steps, rungs, rng))
 
     study_id = storage.create_study(
         study_name,

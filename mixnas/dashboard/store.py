@@ -17,6 +17,8 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from mixnas import pareto
+from mixnas.dashboard import insight
+from mixnas.dashboard.designs import Design, describe
 from mixnas.errors import StudyNotFound
 from mixnas.storage import TRIAL_STATES, RDBStorage, StudyRecord
 
@@ -65,6 +67,9 @@ class Row(NamedTuple):
     started_at: datetime
     finished_at: datetime | None
     values: dict
+    params: dict
+    duplicate_of: int | None
+    design: Design | None
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,8 @@ class Store:
     def __init__(self, storage_url: str):
         self.storage = RDBStorage(storage_url, "read_only")
         self._snapshots: dict[int, Snapshot] = {}
+        self._insights: dict[int, tuple[tuple, dict]] = {}  # study -> (fingerprint, answer)
+        self._memo: dict[tuple, tuple[tuple, Any]] = {}  # (study, what) -> (fingerprint, value)
 
     def snapshot(self, study_id: int) -> Snapshot:
         """The study's trial rows, reloaded only when a trial was added, changed state or finished
@@ -98,7 +105,7 @@ class Store:
             return cached
         rows = [
             Row(r.number, r.state, r.baseline, mix_label(r.arch_json), r.arch_hash, r.started_at,
-                r.finished_at, r.values)
+                r.finished_at, r.values, r.params or {}, r.duplicate_of, describe(r.arch_json))
             for r in self.storage.get_trial_summaries(study_id)
         ]
         snapshot = Snapshot(fingerprint, rows)
@@ -148,7 +155,8 @@ class Store:
             )
         ]
         return {
-            "fields": ["number", "state", "baseline", "mix", "seconds", "values"],
+            "fields": ["number", "state", "baseline", "mix", "seconds", "values", "design",
+                       "shape"],
             "objectives": objectives,
             "rows": [
                 [
@@ -160,6 +168,8 @@ class Store:
                     if r.finished_at is None
                     else round((r.finished_at - r.started_at).total_seconds(), 1),
                     [finite(r.values.get(name)) for name in objectives],
+                    r.arch_hash,
+                    r.design.shape if r.design else None,
                 ]
                 for r in rows
             ],
@@ -177,6 +187,72 @@ class Store:
         """The study's Pareto front over `objectives` ({"name", "direction"}), by mixnas.pareto."""
         points = self.points(study_id, [o["name"] for o in objectives])
         return pareto.front(points, [o["direction"] for o in objectives])
+
+    def memo(self, study_id: int, key: tuple, compute) -> Any:
+        """`compute()`, remembered while the study's trials do not change (N-D hypervolume
+        histories cost a second on 5,000 trials; the page asks on every poll)."""
+        fingerprint = self.snapshot(study_id).fingerprint
+        cached = self._memo.get((study_id, key))
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        value = compute()
+        self._memo[(study_id, key)] = (fingerprint, value)
+        return value
+
+    def insight(self, study_id: int, objectives: list[dict]) -> dict:
+        """Decision importances and composition rows (`mixnas.dashboard.insight`), computed
+        once per state of the study's trials: the cache holds while its fingerprint does."""
+        snapshot = self.snapshot(study_id)
+        cached = self._insights.get(study_id)
+        if cached is not None and cached[0] == snapshot.fingerprint:
+            return {**cached[1], "cached": True}
+        found = insight.importances(snapshot.rows, objectives)
+        answer = {
+            "importance": found,
+            "composition": insight.composition(
+                snapshot.rows, objectives, insight.top_decisions(found)
+            ),
+        }
+        self._insights[study_id] = (snapshot.fingerprint, answer)
+        return {**answer, "cached": False}
+
+    def compare(self, a: dict, b: dict) -> dict:
+        """Two studies side by side: each one's designs and front over the objectives they share,
+        and the designs (architecture hashes) both tried, with both results.
+
+        Args:
+            a: `study(name, summary=False)` of the first study; b: of the second.
+        """
+        by_name = {o["name"]: o for o in b["objectives"]}
+        shared = [o for o in a["objectives"] if by_name.get(o["name"]) == o]
+        names = [o["name"] for o in shared]
+        sides = []
+        for study in (a, b):
+            points = pareto.distinct(self.points(study["id"], names))
+            front = {p.number for p in pareto.front(points, [o["direction"] for o in shared])}
+            sides.append({
+                "name": study["name"],
+                "trials": [p.number for p in points],
+                "values": [[finite(v) for v in p.values] for p in points],
+                "designs": [p.design for p in points],
+                "front": sorted(front),
+            })
+        first_a = {d: i for i, d in enumerate(sides[0]["designs"]) if d}
+        matched = [
+            {"design": d, "a": sides[0]["trials"][first_a[d]], "b": sides[1]["trials"][j],
+             "a_values": sides[0]["values"][first_a[d]], "b_values": sides[1]["values"][j]}
+            for j, d in enumerate(sides[1]["designs"]) if d in first_a
+        ]
+        return {"objectives": shared, "studies": sides, "shared_designs": matched}
+
+    def repeats(self, study_id: int) -> dict[str, list[int]]:
+        """Design (architecture hash) -> its complete trials by number, for designs tried more
+        than once: the first trained it, the others repeat (or reused) its result."""
+        trials: dict[str, list[int]] = {}
+        for r in self.snapshot(study_id).rows:
+            if r.state == "complete" and r.arch_hash:
+                trials.setdefault(r.arch_hash, []).append(r.number)
+        return {design: numbers for design, numbers in trials.items() if len(numbers) > 1}
 
     def exists(self, study_name: str, number: int | None = None) -> bool:
         try:

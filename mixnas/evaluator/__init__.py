@@ -5,7 +5,7 @@ exported so that study files can be validated before anything runs.
 """
 
 from mixnas.evaluator.evaluation import EvalResult, evaluate
-from mixnas.evaluator.profiler import PROFILE_METRICS, profile_metric_names
+from mixnas.evaluator.profiler import PROFILE_METRICS, is_profile_metric, profile_metric_names
 from mixnas.evaluator.tasks import TASKS, get_task, task_metric_names
 from mixnas.evaluator.trainer import DEFAULT_TRAIN, TrialFailed
 
@@ -17,6 +17,7 @@ __all__ = [
     "TrialFailed",
     "evaluate",
     "get_task",
+    "is_profile_metric",
     "profile_metric_names",
     "task_metric_names",
 ]

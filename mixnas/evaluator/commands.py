@@ -10,8 +10,10 @@ import json
 from typing import Any
 
 from mixnas.errors import ConfigError
-from mixnas.evaluator.evaluation import EvalResult, evaluate
+from mixnas.evaluator.evaluation import EvalResult, check_seed, evaluate, resolve_device
+from mixnas.evaluator.profiler import resolve_profile
 from mixnas.evaluator.tasks import get_task
+from mixnas.evaluator.trainer import resolve_budget, resolve_train
 from mixnas.search_space.baselines import load_architecture
 from mixnas.yamlfile import parse_yaml, plain
 
@@ -63,6 +65,11 @@ def evaluate_command(
     parsed = parse_sets(task_name, sets, budget_steps)
     settings = dict(parsed["task"])
     get_task(settings.pop("name"), **settings)  # unknown task or setting: fail before building
+    resolve_budget(parsed["budget"])
+    resolve_train(parsed["train"])
+    resolve_profile(parsed["profile"])
+    resolve_device(parsed["options"].get("device"))
+    check_seed(parsed["options"].get("seed", 0))
 
     def show(point: dict) -> None:
         shown = "  ".join(f"{k}={v:.4g}" for k, v in point["metrics"].items() if "@" not in k)

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from mixnas.errors import first_line
-from mixnas.evaluator.profiler import profile_run, resolve_profile
+from mixnas.evaluator.profiler import plugin_metrics, profile_run, resolve_profile
 from mixnas.evaluator.tasks import get_task
 from mixnas.evaluator.trainer import (
     Run,
@@ -43,6 +43,36 @@ class EvalResult:
     steps: int
     budget_steps: int
     wall_seconds: float
+
+
+def resolve_device(device: Any) -> torch.device:
+    """The torch device `device` names (None: CUDA when there is one, else the CPU).
+
+    Raises:
+        ValueError: `device: ...` for a name torch does not know, or a device this machine lacks.
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(str(device))
+    except (RuntimeError, ValueError):
+        raise ValueError(f"device: unknown device {device!r}; e.g. cpu, cuda or cuda:1") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (dev.index or 0) >= count:
+            raise ValueError(f"device: {device!r} is not available here ({count} CUDA device(s))")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device: {device!r} is not available here")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device: {device!r} is not supported; use cpu, cuda or mps")
+    return dev
+
+
+def check_seed(seed: Any) -> int:
+    """A seed numpy and torch both accept: an int from 0 to 2**32 - 1; ValueError otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 1 << 32:
+        raise ValueError(f"seed: must be an int from 0 to {(1 << 32) - 1}, got {seed!r}")
+    return seed
 
 
 def evaluate(
@@ -72,7 +102,8 @@ def evaluate(
     budget = resolve_budget(budget)
     cfg = resolve_train(train)
     prof_cfg = resolve_profile(profile)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
+    check_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
     # torch.manual_seed also seeds CUDA, which costs ~0.2 s when CUDA is not initialised
@@ -92,6 +123,7 @@ def evaluate(
             }
         widest = max(runs, key=lambda run: run.task.vocab_size)
         prof = profile_run(widest, prof_cfg)
+        prof.update(plugin_metrics(arch, widest.model))
     except Exception as exc:
         if _is_oom(exc):
             raise TrialFailed(f"out of memory: {first_line(exc)}") from None

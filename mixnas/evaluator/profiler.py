@@ -15,11 +15,13 @@ from typing import Any
 
 import torch
 
+from mixnas.errors import PluginError
 from mixnas.evaluator.trainer import Run, device_context
 
 # Imported from the kernels so that the CPU attention op is counted by the kernels' own formula
 # (attending pairs only: causal is half of dense), whichever module is imported first.
 from mixnas.kernels.flops import FlopCounterMode
+from mixnas.search_space.registry import METRICS, ORIGIN
 
 DEFAULT_PROFILE: dict[str, Any] = {
     "context_length": 2048,  # length at which FLOPs per token and decode state are reported
@@ -28,6 +30,8 @@ DEFAULT_PROFILE: dict[str, Any] = {
     "repeats": 5,
     "decode_tokens": 32,  # decode steps timed (after 8 untimed ones)
 }
+PROFILE_LIMITS = {"context_length": 1 << 24, "repeats": 1000, "decode_tokens": 1 << 16,
+                  "seq_len": 1 << 20, "seq_lens": 16}  # upper limits, checked up front
 
 PROFILE_METRICS: dict[str, str] = {
     "params": "all parameters, embeddings included",
@@ -64,25 +68,74 @@ def resolve_profile(profile: dict[str, Any] | None) -> dict[str, Any]:
             )
         cfg[key] = value
     for key in ("context_length", "repeats", "decode_tokens"):
-        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 1:
-            raise ValueError(f"profile setting '{key}' must be a positive int, got {cfg[key]!r}")
-    lens = cfg["seq_lens"]
-    if not isinstance(lens, list) or not lens or not all(type(t) is int and t > 0 for t in lens):
+        value, high = cfg[key], PROFILE_LIMITS[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high:
+            raise ValueError(f"profile setting '{key}' must be an int from 1 to {high:,}, "
+                             f"got {value!r}")
+    lens, high = cfg["seq_lens"], PROFILE_LIMITS["seq_len"]
+    if not isinstance(lens, list) or not 0 < len(lens) <= PROFILE_LIMITS["seq_lens"] or not all(
+            type(t) is int and 0 < t <= high for t in lens):
         raise ValueError(
-            f"profile setting 'seq_lens' must be a list of positive ints, got {lens!r}"
+            f"profile setting 'seq_lens' must be a list of 1 to {PROFILE_LIMITS['seq_lens']} "
+            f"ints from 1 to {high:,}, got {lens!r}"
         )
     if not isinstance(cfg["latency"], bool):
         raise ValueError(f"profile setting 'latency' must be true or false, got {cfg['latency']!r}")
     return cfg
 
 
+def is_profile_metric(name: str) -> bool:
+    """Whether an objective is a cost the profiler measures (the same on every task) rather than a
+    task's quality metric: the one rule that splits a study's objectives into quality and cost.
+    A loaded plugin's metric of the architecture alone is a cost too; one that needs the trained
+    model is measured after training, like a task metric."""
+    if name in PROFILE_METRICS or name.startswith("prefill_ms@"):
+        return True
+    spec = METRICS.get(name)
+    return spec is not None and not spec.needs_model
+
+
 def profile_metric_names(profile: dict[str, Any] | None = None) -> list[str]:
-    """The metric names a profile with these settings reports (`prefill_ms@T` expanded)."""
+    """The metric names a profile with these settings reports (`prefill_ms@T` expanded), and
+    the loaded plugins' metrics.
+
+    Raises:
+        PluginError: A plugin metric takes a built-in profile metric's name.
+    """
     cfg = resolve_profile(profile)
     if not cfg["latency"]:
-        return [n for n in PROFILE_METRICS if n not in LATENCY_METRICS]
-    names = [n for n in PROFILE_METRICS if n != "prefill_ms@T"]
-    return names + [f"prefill_ms@{t}" for t in cfg["seq_lens"]]
+        names = [n for n in PROFILE_METRICS if n not in LATENCY_METRICS]
+    else:
+        names = [n for n in PROFILE_METRICS if n != "prefill_ms@T"]
+        names += [f"prefill_ms@{t}" for t in cfg["seq_lens"]]
+    for name in METRICS:
+        if name in names or name in PROFILE_METRICS:
+            origin = ORIGIN.get(f"metric:{name}", "a plugin")
+            raise PluginError(f"{origin}: metric {name!r} clashes with a built-in profile metric")
+    return names + list(METRICS)
+
+
+def plugin_metrics(arch: Any, model: Any = None) -> dict[str, float]:
+    """The loaded plugins' metrics of `arch` (docs/primitives.md, "Your own cost model"); those
+    that need the trained model only when `model` is given.
+
+    Raises:
+        ValueError: A metric returned other names than it declared, or a non-number.
+    """
+    out: dict[str, float] = {}
+    for spec in dict.fromkeys(METRICS.values()):
+        if spec.needs_model and model is None:
+            continue
+        values = spec.compute(arch, model) if spec.needs_model else spec.compute(arch)
+        origin = ORIGIN.get(f"metric:{spec.names[0]}", "a plugin")
+        if not isinstance(values, dict) or set(values) != set(spec.names):
+            raise ValueError(f"{origin}: metric returned {values!r}; expected a dict with "
+                             f"{', '.join(spec.names)}")
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{origin}: metric {name!r} is {value!r}, not a number")
+            out[name] = float(value)
+    return out
 
 
 def profile_run(run: Run, cfg: dict[str, Any]) -> dict[str, float | int]:

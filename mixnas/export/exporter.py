@@ -71,6 +71,13 @@ def check_target(out_dir: str | os.PathLike, force: bool, files: tuple[str, ...]
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ExportExistsError(f"{out} exists and is not a directory")
+    for parent in out.parents:  # the nearest existing ancestor must be a writable directory
+        if parent.exists():
+            if not parent.is_dir():
+                raise ExportExistsError(f"-o {out}: {parent} is a file, not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ExportExistsError(f"-o {out}: directory {parent} is not writable")
+            break
     if not force:
         for name in files:
             if (out / name).exists():

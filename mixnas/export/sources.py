@@ -4,7 +4,9 @@ Export copies code instead of re-implementing it, so an exported model computes 
 searched one did. A definition depends on the module-level names its source mentions; names
 imported from another mixnas module are followed to their definition (ops imported from
 `mixnas.kernels` to their plain-torch twin in `mixnas.kernels.reference`), and names imported from
-anywhere else (torch, math, ...) become import lines of the generated file.
+anywhere else (torch, math, ...) become import lines of the generated file. Users' plugin modules
+are copied alike, from the source they were executed from; their imports must be torch or the
+standard library, since the exported file must run without the user's other packages.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import ast
 import heapq
 import importlib
 import inspect
+import sys
 from dataclasses import dataclass
+
+from mixnas.search_space import plugins
 
 KERNELS = "mixnas.kernels"
 REFERENCE = "mixnas.kernels.reference"
@@ -51,7 +56,11 @@ class _ModuleIndex:
         module = importlib.import_module(module_name)
         self.name = module_name
         self.path = module_name.replace(".", "/") + ".py"
-        source = inspect.getsource(module)
+        plugin = plugins.LOADED.get(module_name)
+        if plugin is not None:  # a user's plugin: the source it was executed from
+            self.path, source = plugin.path or plugin.ref, plugin.source
+        else:
+            source = inspect.getsource(module)
         self.lines = source.splitlines()
         self.nodes: dict[str, ast.stmt] = {}
         self.imports: dict[str, _Import] = {}
@@ -67,6 +76,7 @@ class _ModuleIndex:
                         self.imports[bound] = _Import(target=(alias.name, ""))
                     else:
                         line = _spelled("import", alias)
+                        _check_portable(self.path, alias.name, line, plugin)
                         self.imports[bound] = _Import(line=line, value=getattr(module, bound))
             elif isinstance(node, ast.ImportFrom):
                 base = _absolute(node, package)
@@ -82,6 +92,7 @@ class _ModuleIndex:
                         self.imports[bound] = _Import(target=(target, alias.name))
                     elif base != "__future__":
                         line = _spelled(f"from {base} import", alias)
+                        _check_portable(self.path, base, line, plugin)
                         self.imports[bound] = _Import(line=line, value=getattr(module, bound))
 
     def definition(self, name: str) -> Definition:
@@ -124,7 +135,8 @@ class SourceCollector:
         """Collect a top-level function or class by object (e.g. a registry `build` callable)."""
         qualname = getattr(obj, "__qualname__", "")
         module = getattr(obj, "__module__", "") or ""
-        if not module.startswith("mixnas.") or not qualname or "." in qualname or "<" in qualname:
+        ours = module.startswith("mixnas.") or module in plugins.LOADED
+        if not ours or not qualname or "." in qualname or "<" in qualname:
             raise ExportSourceError(
                 f"{obj!r} is not a top-level function or class of a mixnas module, so export "
                 "cannot copy it"
@@ -237,6 +249,18 @@ class SourceCollector:
 
     def module_path(self, module: str) -> str:
         return self._index(module).path
+
+
+def _check_portable(path: str, module: str, line: str, plugin: object) -> None:
+    """A plugin's import must work where the exported model runs: torch or the standard library
+    (mixnas's own code is copied); anything else is refused, naming the import."""
+    top = module.partition(".")[0]
+    if plugin is None or top == "torch" or top in sys.stdlib_module_names:
+        return
+    raise ExportSourceError(
+        f"{path}: export cannot copy `{line}` into a standalone model.py (it needs only torch and "
+        "the standard library); move what the primitive uses from there into the plugin file"
+    )
 
 
 def _bound_names(node: ast.stmt) -> tuple[str, ...]:

@@ -58,7 +58,7 @@ def attention(q, k, v, causal=True, window=None, scale=None):
 
 
 def linear_attention(q, k, v, log_decay=None, scale=None, initial_state=None,
-                     output_final_state=False, chunk_size=64):
+                     output_final_state=False, chunk_size=None):
     """Chunked decayed linear attention: S_t = exp(g_t) S_{t-1} + k_t^T v_t, o_t = scale q_t S_t.
 
     Args:
@@ -71,13 +71,19 @@ def linear_attention(q, k, v, log_decay=None, scale=None, initial_state=None,
         initial_state: None or `[B, H, Dk, Dv]`.
         output_final_state: also return the final state.
         chunk_size: any positive integer for the reference; the Triton kernels take 16, 32 or 64
-            (dispatch uses the reference for others).
+            (dispatch uses the reference for others). None: `reference.default_chunk_size`
+            (16 on a CPU, where short chunks train fastest; 64 on a GPU).
 
     Returns:
         o `[B, T, H, Dv]` (dtype of q), and with output_final_state the float32 (float64 for
         float64 inputs) state `[B, H, Dk, Dv]`. Naive reference:
         `reference.linear_attention_recurrent`.
+
+    Raises:
+        ValueError: log_decay of none of the shapes above, chunk_size not a positive integer.
     """
+    if chunk_size is None:
+        chunk_size = reference.default_chunk_size(q)
     kwargs = {"log_decay": log_decay, "scale": scale, "initial_state": initial_state,
               "output_final_state": output_final_state, "chunk_size": chunk_size}
     if dispatch.reference_fast_path(q):
@@ -86,7 +92,7 @@ def linear_attention(q, k, v, log_decay=None, scale=None, initial_state=None,
 
 
 def delta_rule(q, k, v, beta, log_decay=None, scale=None, initial_state=None,
-               output_final_state=False, chunk_size=64):
+               output_final_state=False, chunk_size=None):
     """Chunked (gated) delta rule: S_t = a_t S_{t-1} + beta_t k_t (v_t - (a_t S_{t-1})^T k_t)^T,
     a_t = exp(g_t) (a diagonal matrix for per-channel g), o_t = scale q_t S_t.
 
@@ -103,7 +109,12 @@ def delta_rule(q, k, v, beta, log_decay=None, scale=None, initial_state=None,
     Returns:
         o `[B, T, H, Dv]` (dtype of q), and with output_final_state the state `[B, H, Dk, Dv]`.
         Naive reference: `reference.delta_rule_recurrent`.
+
+    Raises:
+        ValueError: log_decay of none of the shapes above, chunk_size not a positive integer.
     """
+    if chunk_size is None:
+        chunk_size = reference.default_chunk_size(q)
     kwargs = {"log_decay": log_decay, "scale": scale, "initial_state": initial_state,
               "output_final_state": output_final_state, "chunk_size": chunk_size}
     if dispatch.reference_fast_path(q):
@@ -153,6 +164,9 @@ def causal_conv1d(x, weight, bias=None, activation=None):
     Returns:
         y `[B, T, C]`. Reference: `reference.causal_conv1d`; one decode step:
         `causal_conv1d_step`.
+
+    Raises:
+        ValueError: an activation other than None or 'silu'.
     """
     if dispatch.reference_fast_path(x):
         return reference.causal_conv1d(x, weight, bias=bias, activation=activation)
@@ -161,14 +175,26 @@ def causal_conv1d(x, weight, bias=None, activation=None):
 
 
 def implementation(op, *args, **kwargs):
-    """The name of the implementation (`dispatch.CANDIDATES[op]`) that `op(*args, **kwargs)` runs
-    first: 'reference', 'triton', 'sdpa', 'sdpa_cudnn', 'flex', ..."""
+    """Which implementation an op would run for these inputs (for tests and benchmarks).
+
+    Args:
+        op: An op's name: 'attention', 'linear_attention', 'delta_rule', 'rms_norm', 'swiglu' or
+            'causal_conv1d'.
+        *args, **kwargs: The op's arguments, as for the op itself (only shapes, dtype, device and
+            the options that choose a kernel are read).
+
+    Returns:
+        The name in `dispatch.CANDIDATES[op]` it runs first: 'reference', 'triton', 'sdpa',
+        'sdpa_cudnn', 'flex', ...
+    """
     if op == "attention":
         call = dispatch.attention_call(args[0], args[1], kwargs.get("causal", True),
                                        kwargs.get("window"))
     elif op in ("linear_attention", "delta_rule"):
         make = getattr(dispatch, f"{op}_call")
-        call = make(args[0], kwargs.get("log_decay"), kwargs.get("chunk_size", 64))
+        chunk_size = kwargs.get("chunk_size")
+        chunk_size = reference.default_chunk_size(args[0]) if chunk_size is None else chunk_size
+        call = make(args[0], kwargs.get("log_decay"), chunk_size)
     else:
         call = dispatch.rowwise_call(op, args[0])
     return dispatch.choice(call)

@@ -7,15 +7,23 @@ errors, because a silently ignored key is a silently wrong study.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mixnas.errors import ConfigError, did_you_mean
+from mixnas.errors import ConfigError, did_you_mean, first_line
 from mixnas.yamlfile import YamlMap, YamlSeq, plain, read_yaml
 
 SAMPLERS = ("tpe", "nsga2", "random", "surrogate")
 KEEP_WEIGHTS = ("pareto", "all", "none")
+# A study name is part of URLs, file names and shell commands: letters, digits, '_', '.', '-' and
+# '+', starting with a letter or digit, at most 128 characters.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
+# Upper limits of the study's sizes, checked before anything starts (a larger value is a typo)
+LIMITS = {"n_trials": 100_000, "workers": 1024, "max_retries": 100, "seed": (1 << 32) - 1,
+          "trial_timeout_s": 30 * 86400.0}
 
 
 @dataclass
@@ -38,6 +46,39 @@ class PruningConfig:
 
 
 @dataclass
+class ResourcesConfig:
+    """What each trial asks Ray for (see orchestrator/cluster.py).
+
+    `gpus_per_trial` below 1 packs several trials onto one GPU (Ray's fractional GPUs: 0.25 runs
+    four small proxy models on one card); None asks for one whole GPU when the cluster has any,
+    else none. `cpus_per_trial` is also the worker's torch thread count (at least 1).
+    """
+
+    gpus_per_trial: float | None = None
+    cpus_per_trial: float = 1.0
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {"gpus_per_trial": self.gpus_per_trial, "cpus_per_trial": self.cpus_per_trial}
+
+
+def check_resource(key: str, value: Any) -> str | None:
+    """Why `value` is not a valid `resources` setting `key`, or None when it is.
+
+    Args:
+        key: 'gpus_per_trial' or 'cpus_per_trial'.
+        value: The setting (from a study file or the command line).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        return f"'{key}' must be a number > 0, got {value!r}"
+    if value != value or value == float("inf"):
+        return f"'{key}' must be a finite number, got {value!r}"
+    if key == "gpus_per_trial" and value > 1 and value != int(value):
+        return (f"'gpus_per_trial' must be at most 1 (a share of one GPU) or a whole number of "
+                f"GPUs, got {value!r}")
+    return None
+
+
+@dataclass
 class StudyConfig:
     name: str
     search_space: str  # path of the grammar file (resolved against the study file)
@@ -50,7 +91,8 @@ class StudyConfig:
     sampler: str = "tpe"
     sampler_options: dict[str, Any] = field(default_factory=dict)
     n_trials: int = 32
-    workers: int = 2
+    workers: int | None = None  # None: as many trials as the cluster's resources allow
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     seed: int = 0
     baselines: list[Any] = field(default_factory=lambda: ["all"])
     pruning: PruningConfig = field(default_factory=PruningConfig)
@@ -60,6 +102,8 @@ class StudyConfig:
     trial_timeout_s: float | None = None
     warm_start: list[str] = field(default_factory=list)  # earlier studies in the same storage
     source: str | None = None  # the file the config came from
+    # the grammar's and installed plugins: ref, module, path, sha256 (resume compares them)
+    plugins: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +119,7 @@ class StudyConfig:
             "sampler_options": dict(self.sampler_options),
             "n_trials": self.n_trials,
             "workers": self.workers,
+            "resources": self.resources.to_dict(),
             "seed": self.seed,
             "baselines": list(self.baselines),
             "pruning": {
@@ -89,6 +134,7 @@ class StudyConfig:
             "trial_timeout_s": self.trial_timeout_s,
             "warm_start": list(self.warm_start),
             "source": self.source,
+            "plugins": [dict(p) for p in self.plugins],
         }
 
     @classmethod
@@ -97,11 +143,12 @@ class StudyConfig:
         data = dict(data)
         data["objectives"] = [Objective(**o) for o in data["objectives"]]
         data["pruning"] = PruningConfig(**data.get("pruning", {}))
+        data["resources"] = ResourcesConfig(**data.get("resources", {}))
         return cls(**data)
 
 
 _TOP_KEYS = {
-    "name": "a study name",
+    "name": "a study name (letters, digits, '_', '.', '-', '+'; at most 128 characters)",
     "storage": "an SQLAlchemy URL",
     "search_space": "a grammar file path",
     "task": "a mapping with 'name' and the task's settings",
@@ -112,7 +159,8 @@ _TOP_KEYS = {
     "sampler": f"one of {', '.join(SAMPLERS)}",
     "sampler_options": "a mapping passed to the sampler",
     "n_trials": "a positive integer",
-    "workers": "a positive integer",
+    "workers": "a positive integer (default: as many trials as the resources allow)",
+    "resources": "a mapping (gpus_per_trial, cpus_per_trial)",
     "seed": "an integer",
     "baselines": "a list of baseline names, 'all', or architecture mappings",
     "pruning": "a mapping (enabled, rungs, margin, min_trials)",
@@ -168,8 +216,13 @@ class _Reader:
             self.fail(
                 f"'{key}' must be {expected}, got {_type_name(value)} {value!r}", self.line_of(key)
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(f"'{key}' must be a finite number, got {value!r}", self.line_of(key))
         if positive and value <= 0:
             self.fail(f"'{key}' must be positive, got {value!r}", self.line_of(key))
+        high = LIMITS.get(key)
+        if high is not None and value > high:
+            self.fail(f"'{key}' must be at most {high:,}, got {value:,}", self.line_of(key))
         return value
 
 
@@ -181,7 +234,20 @@ def _type_name(value: Any) -> str:
 
 
 def load_study_config(path: str | Path, *, validate_names: bool = True) -> StudyConfig:
-    """Load and validate a study file. Raises ConfigError('FILE:LINE: message')."""
+    """Load and validate a study file, before anything is written anywhere.
+
+    Args:
+        path: The study YAML file.
+        validate_names: Also check the task, its settings, the objectives' names and the
+            baselines against the evaluator and search space (False: the file's own structure
+            only).
+
+    Returns:
+        The study's config, defaults filled in; `search_space` resolved against the file's folder.
+
+    Raises:
+        ConfigError: One line, `FILE:LINE: message`, for the first problem found.
+    """
     path = Path(path)
     data = read_yaml(path)
     if data is None:
@@ -190,13 +256,16 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
     top.check_keys(_TOP_KEYS)
 
     name = top.get("name", str)
-    if not name.strip() or len(name) > 200:
-        top.fail("'name' must be a non-empty string of at most 200 characters", top.line_of("name"))
+    if not NAME_PATTERN.fullmatch(name):
+        top.fail(f"'name' {name!r} must be 1 to 128 letters, digits, '_', '.', '-' or '+', "
+                 "starting with a letter or digit", top.line_of("name"))
 
     space = top.get("search_space", str)
     space_path = (path.parent / space).resolve() if not Path(space).is_absolute() else Path(space)
     if not space_path.exists():
         top.fail(f"search_space file not found: {space_path}", top.line_of("search_space"))
+    if not space_path.is_file():
+        top.fail(f"search_space is not a file: {space_path}", top.line_of("search_space"))
 
     task_reader = _Reader(path, top.get("task", dict), "'task'", top.line_of("task"))
     task = dict(task_reader.data)
@@ -233,6 +302,9 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
     baselines = top.get("baselines", (list, str), ["all"])
     if isinstance(baselines, str):
         baselines = [baselines]
+    seed = top.get("seed", int, 0)
+    if seed < 0:
+        top.fail(f"'seed' must be >= 0, got {seed}", top.line_of("seed"))
     max_retries = top.get("max_retries", int, 1)
     if max_retries < 0:
         top.fail("'max_retries' must be >= 0", top.line_of("max_retries"))
@@ -244,13 +316,6 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
     if name in warm_start:
         top.fail(f"study '{name}' cannot warm-start from itself", top.line_of("warm_start"))
     sampler_options = plain(dict(top.get("sampler_options", dict, {})))
-    if sampler == "surrogate":
-        from mixnas.orchestrator.surrogate import SurrogateOptions
-
-        try:
-            SurrogateOptions.from_dict(sampler_options)
-        except (ValueError, TypeError) as exc:
-            top.fail(f"sampler_options: {exc}", top.line_of("sampler_options"))
 
     config = StudyConfig(
         name=name,
@@ -264,8 +329,9 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
         sampler=sampler,
         sampler_options=sampler_options,
         n_trials=top.get("n_trials", int, 32, positive=True),
-        workers=top.get("workers", int, 2, positive=True),
-        seed=top.get("seed", int, 0),
+        workers=top.get("workers", int, None, positive=True),
+        resources=_read_resources(path, top),
+        seed=seed,
         baselines=plain(baselines),
         pruning=pruning,
         max_retries=max_retries,
@@ -275,9 +341,63 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
         warm_start=list(dict.fromkeys(warm_start)),
         source=str(path.resolve()),
     )
+    _check_sampler(config, top)
     if validate_names:
         _validate_against_components(config, path, top)
     return config
+
+
+DEFAULT_EVALUATIONS = 20  # evaluations per trial when a steps budget sets no eval_every
+
+
+def _check_sampler(config: StudyConfig, top: _Reader) -> None:
+    """Build the sampler once, so that a bad option (an unknown key, a population of 1) is
+    refused here, naming the line, and not when the study is created."""
+    from mixnas.orchestrator.study import make_sampler
+
+    if config.sampler == "random" and config.sampler_options:
+        top.fail("sampler_options: the random sampler takes no options",
+                 top.line_of("sampler_options"))
+    if config.sampler == "surrogate":
+        from mixnas.orchestrator.surrogate import SurrogateOptions
+
+        build = lambda: SurrogateOptions.from_dict(config.sampler_options)  # noqa: E731
+    else:
+        build = lambda: make_sampler(config)  # noqa: E731
+    try:
+        build()
+    except (ValueError, TypeError) as exc:
+        top.fail(f"sampler_options: {first_line(exc)}", top.line_of("sampler_options"))
+
+
+def check_overrides(config: StudyConfig | None, **values: float | None) -> None:
+    """Check command-line overrides against what a study file may say and apply them to `config`
+    (None: only check, for a study not loaded yet).
+
+    Args:
+        config: The study's settings, or None.
+        values: `workers=`, `n_trials=` (bounded by `LIMITS`), `gpus_per_trial=`,
+            `cpus_per_trial=` (checked by `check_resource`, applied to `config.resources`);
+            a None value is no override.
+
+    Raises:
+        ConfigError: `--workers: must be at most 1,024, got ...`.
+    """
+    for key, value in values.items():
+        if value is None:
+            continue
+        flag = f"--{key.replace('_', '-')}"
+        if key in ("gpus_per_trial", "cpus_per_trial"):
+            problem = check_resource(key, value)
+            if problem:
+                raise ConfigError(f"{flag}: {problem}")
+            target = config.resources if config is not None else None
+        else:
+            if value > LIMITS[key]:
+                raise ConfigError(f"{flag}: must be at most {LIMITS[key]:,}, got {value:,}")
+            target = config
+        if target is not None:
+            setattr(target, key, value)
 
 
 def _read_budget(path: Path, top: _Reader) -> dict[str, Any]:
@@ -289,7 +409,31 @@ def _read_budget(path: Path, top: _Reader) -> dict[str, Any]:
     for key in ("steps", "tokens", "eval_every"):
         if key in b.data:
             budget[key] = b.get(key, int, positive=True)
+    if "steps" in budget and "eval_every" not in budget:
+        # a learning curve needs points: evaluate every 5% of the budget unless the study says
+        budget["eval_every"] = max(1, budget["steps"] // DEFAULT_EVALUATIONS)
+    from mixnas.evaluator.trainer import resolve_budget
+
+    try:
+        resolve_budget(budget)  # the evaluator's limits
+    except ValueError as exc:
+        b.fail(str(exc), b.line)
     return budget
+
+
+def _read_resources(path: Path, top: _Reader) -> ResourcesConfig:
+    resources = ResourcesConfig()
+    if "resources" not in top.data:
+        return resources
+    r = _Reader(path, top.data["resources"], "'resources'", top.line_of("resources"))
+    r.check_keys({"gpus_per_trial", "cpus_per_trial"})
+    for key in ("gpus_per_trial", "cpus_per_trial"):
+        if key in r.data:
+            problem = check_resource(key, r.data[key])
+            if problem:
+                r.fail(problem, r.line_of(key))
+            setattr(resources, key, float(r.data[key]))
+    return resources
 
 
 def _read_objectives(path: Path, top: _Reader) -> list[Objective]:
@@ -316,13 +460,18 @@ def _validate_against_components(config: StudyConfig, path: Path, top: _Reader) 
     """Check the task, train settings, metric and baseline names against what the evaluator and
     search space know (a bad setting would otherwise fail every trial, one by one)."""
     from mixnas.evaluator import get_task, profile_metric_names, task_metric_names
+    from mixnas.evaluator.profiler import resolve_profile
     from mixnas.evaluator.trainer import resolve_train
-    from mixnas.search_space import BASELINES, Architecture
+    from mixnas.search_space import BASELINES, Architecture, Grammar
 
     try:
         resolve_train(config.train)
     except ValueError as exc:
         top.fail(f"train: {exc}", top.line_of("train"))
+    try:
+        resolve_profile(config.profile)
+    except ValueError as exc:
+        top.fail(f"profile: {exc}", top.line_of("profile"))
 
     task_settings = {k: v for k, v in config.task.items() if k != "name"}
     try:
@@ -331,6 +480,9 @@ def _validate_against_components(config: StudyConfig, path: Path, top: _Reader) 
         top.fail(f"task: {exc}", top.line_of("task"))
     known = set(task_metric_names(config.task["name"], **task_settings))
     known |= set(profile_metric_names(config.profile))
+    if any(o.name not in known for o in config.objectives):
+        Grammar.load(config.search_space)  # its plugins may register metrics (docs/primitives.md)
+        known |= set(profile_metric_names(config.profile))
     for objective in config.objectives:
         if objective.name not in known:
             suggestion = did_you_mean(objective.name, sorted(known))

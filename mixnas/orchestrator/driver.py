@@ -5,6 +5,12 @@ One driver process keeps `workers` trials in flight. Heartbeats and stale recove
 heartbeat.py, Ray in cluster.py, the worker's payload and result in trials.py, every database
 access behind mixnas.storage. Several drivers may work on one study at once; Optuna's RDB storage
 numbers the trials.
+
+A design is trained once per study (`reuse_results`), across drivers too: a driver claims a
+design in the database before training it (`claim_design`), and a trial of a design that another
+driver has in flight waits for that result instead of training it again. A claim is dropped once
+its result is written (result first, so a waiter never finds neither), or taken over when the
+driver that holds it stops beating.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from mixnas.orchestrator import heartbeat
 from mixnas.orchestrator.cluster import RayRuntime
 from mixnas.orchestrator.study import StudyHandle
 from mixnas.orchestrator.trials import TrialPayload, TrialResult, retry_attrs
+from mixnas.search_space.plugins import with_installed
 from mixnas.storage import TrialCounts, TrialRecord, utcnow
 
 
@@ -52,7 +59,8 @@ class Driver:
     Args:
         handle: The study (`create_study` or `load_study`).
         ray_address: A Ray cluster to join (HOST:PORT or 'auto'); None starts a private local Ray.
-        workers: Trials in flight at once (default: the study config's `workers`).
+        workers: Trials in flight at once (default: the study config's `workers`, else as many
+            as the cluster's resources allow for the study's `resources`).
         progress: A live display (`progress.LiveProgress`) or None for none.
     """
 
@@ -63,10 +71,14 @@ class Driver:
         self.workers = workers or self.config.workers
         self.progress = progress
         self.driver_id = uuid.uuid4().hex[:16]
-        self.ray = RayRuntime(ray_address, self.workers)
+        self.ray = RayRuntime(ray_address, self.workers, self.config.resources)
+        self._noted_cpu_fallback = False
         self.inflight: dict[Any, InFlight] = {}
         # trials whose architecture an in-flight trial is training: settled when it finishes
         self.twins: dict[str, list[tuple[Any, TrialRecord]]] = {}
+        # trials whose architecture another driver is training: polled until its result lands
+        self.waiting: dict[str, list[tuple[Any, TrialRecord]]] = {}
+        self._last_poll = 0.0
         self.stopping = False
         self.aborting = False
         self._grammar = None
@@ -89,6 +101,7 @@ class Driver:
 
         self._grammar = Grammar.load(self.config.search_space)
         self.ray.start()
+        self.workers = self.ray.workers
         beat = heartbeat.Heartbeat(self.handle, self.driver_id)
         beat.start()
         previous = self._install_signal_handlers()
@@ -107,13 +120,15 @@ class Driver:
         self._show(None)
         last_recovery = time.monotonic()
         while not self.aborting:
+            self._poll_waiting()
             counts = self.counts()
             wanted = self.config.n_trials - counts.done - counts.running
             while not self.stopping and len(self.inflight) < self.workers and wanted > 0:
                 self.launch()
                 wanted -= 1
             if not self.inflight:
-                if self.stopping or self.counts().done >= self.config.n_trials:
+                if not self.waiting and (self.stopping
+                                         or self.counts().done >= self.config.n_trials):
                     break
                 if wanted <= 0:  # other drivers hold the remaining trials: wait for them,
                     time.sleep(0.5)  # taking theirs over should they stop beating
@@ -168,11 +183,78 @@ class Driver:
         if self.config.reuse_results and self._reuse_earlier_result(trial, record):
             return
         self.handle.storage.add_trial(record)  # running: counted, and recovered should we die
-        twin = any(info.arch_hash == record.arch_hash for info in self.inflight.values())
-        if self.config.reuse_results and twin:  # wait for its result rather than train it twice
-            self.twins.setdefault(record.arch_hash, []).append((trial, record))
+        if not self.config.reuse_results:
+            self._train(trial, record)
+        elif any(info.arch_hash == record.arch_hash for info in self.inflight.values()):
+            self.twins.setdefault(record.arch_hash, []).append((trial, record))  # ours in flight
+        elif record.arch_hash in self.waiting:
+            self.waiting[record.arch_hash].append((trial, record))
+        else:
+            outcome = self._claim(trial, record)
+            if outcome == "train":
+                self._train(trial, record)
+            elif outcome == "wait":  # another driver is training it
+                self.waiting[record.arch_hash] = [(trial, record)]
+                self._show(f"trial {trial.number}: same architecture as a trial of another "
+                           "driver in flight; waiting for its result")
+
+    # ---------------------------------------------------------------- design claims
+    def _claim(self, trial, record: TrialRecord, holder: str | None = None) -> str:
+        """Claim `record`'s design for it, taking the claim over from `holder` (a driver that
+        stopped beating) if given.
+
+        Returns:
+            "train" (the claim is ours), "wait" (another driver holds it) or "done" (the design
+            got a result meanwhile, which completed the trial).
+        """
+        storage, study_id = self.handle.storage, self.handle.record_id
+        if holder is not None:
+            storage.release_design(study_id, record.arch_hash, holder=holder)
+        if not storage.claim_design(study_id, record.arch_hash, record.id, self.driver_id):
+            return "wait"
+        if storage.get_first_result(study_id, record.arch_hash) is not None:
+            storage.release_design(study_id, record.arch_hash, holder=self.driver_id)
+            self._reuse_earlier_result(trial, record)
+            return "done"
+        return "train"
+
+    def _release(self, arch_hash: str) -> None:
+        """Drop our claim on a design once none of our trials in flight trains it."""
+        if self.config.reuse_results and arch_hash and not any(
+                info.arch_hash == arch_hash for info in self.inflight.values()):
+            self.handle.storage.release_design(self.handle.record_id, arch_hash,
+                                               holder=self.driver_id)
+
+    def _poll_waiting(self, every_s: float = 0.25) -> None:
+        """Settle the trials waiting on another driver's design: with its result once written;
+        else, when the claim is gone or its driver stopped beating, by training it here."""
+        if not self.waiting or time.monotonic() - self._last_poll < every_s:
             return
-        self._train(trial, record)
+        self._last_poll = time.monotonic()
+        storage, study_id = self.handle.storage, self.handle.record_id
+        live = None
+        for arch_hash, waiters in list(self.waiting.items()):
+            if storage.get_first_result(study_id, arch_hash) is not None:
+                del self.waiting[arch_hash]
+                for trial, record in waiters:
+                    self._reuse_earlier_result(trial, record)
+                continue
+            claim = storage.get_design_claim(study_id, arch_hash)
+            if claim is not None and live is None:
+                live = storage.get_live_drivers(study_id, heartbeat.STALE_AFTER_S)
+            if claim is not None and claim.driver_id in live and claim.driver_id != self.driver_id:
+                continue  # still being trained elsewhere
+            trial, record = waiters[0]
+            outcome = self._claim(trial, record, holder=claim and claim.driver_id)
+            if outcome == "wait":
+                continue
+            del self.waiting[arch_hash]
+            if outcome == "train":
+                self._train(trial, record)
+                self.twins.setdefault(arch_hash, []).extend(waiters[1:])
+            else:
+                for twin, twin_record in waiters[1:]:
+                    self._reuse_earlier_result(twin, twin_record)
 
     def _train(self, trial, record: TrialRecord) -> None:
         """Send a trial (its row written, state running) to a Ray worker."""
@@ -183,6 +265,9 @@ class Driver:
             budget={**config.budget, "rungs": config.pruning.rungs}, train=config.train,
             profile=config.profile, objectives=self.handle.objectives(), pruning=config.pruning,
             seed=config.seed, keep_weights=config.keep_weights != "none",
+            threads=max(1, int(self.ray.per_trial["num_cpus"])),
+            gpus=self.ray.per_trial["num_gpus"],
+            plugins=tuple(with_installed(self._grammar.plugins)),
         )
         ref = self.ray.submit(payload)
         self.inflight[ref] = InFlight(trial.number, record.id, dict(trial.params),
@@ -224,8 +309,13 @@ class Driver:
 
     def _collect(self, ref) -> None:
         info = self.inflight.pop(ref)
-        self.record_result(info, self.ray.result(ref))
+        result = self.ray.result(ref)
+        if result.device_note and not self._noted_cpu_fallback:
+            self._noted_cpu_fallback = True
+            self._note(f"trial {info.number}: {result.device_note}")
+        self.record_result(info, result)
         self._settle_twins(info)
+        self._release(info.arch_hash)
 
     def record_result(self, info: InFlight, result: TrialResult) -> None:
         """Write a trial's outcome, then tell Optuna. The row is updated only while it is still
@@ -305,6 +395,7 @@ class Driver:
                 del self.inflight[ref]
                 self.record_result(info, TrialResult.failed(f"timed out after {limit:g} s"))
                 self._settle_twins(info)
+                self._release(info.arch_hash)
 
     def _abort_inflight(self) -> None:
         for ref, info in list(self.inflight.items()):
@@ -314,6 +405,14 @@ class Driver:
             result = TrialResult.failed(reason, retry=True)
             self.record_result(info, result)
             self._settle_twins(info, fail_with=result)
+            self._release(info.arch_hash)
+        for waiters in self.waiting.values():
+            for trial, record in waiters:
+                waiter = InFlight(trial.number, record.id, dict(trial.params),
+                                  dict(trial.user_attrs))
+                self.record_result(waiter, TrialResult.failed(
+                    "interrupted: the driver was stopped by a second Ctrl-C", retry=True))
+        self.waiting.clear()
 
     # ---------------------------------------------------------------- baselines and recovery
     def _baselines(self) -> list[tuple[str, Any]]:

@@ -45,14 +45,16 @@ class Scaling:
         """One factor `scale` for all three, each overridable.
 
         Raises:
-            ValueError: a factor that is not positive.
+            ValueError: `--NAME: ...` for a factor that is not above 0 and at most `MAX_FACTOR`.
         """
-        factors = cls(*(scale if f is None else f for f in (width, depth, budget)))
-        for name in ("width", "depth", "budget"):
-            value = getattr(factors, name)
-            if not value > 0:
-                raise ValueError(f"the {name} factor must be positive, got {value}")
-        return factors
+        given = {"width": width, "depth": depth, "budget": budget}
+        for name, value in given.items():
+            flag = "--scale" if value is None else f"--{name}"
+            value = scale if value is None else value
+            if not 0 < value <= MAX_FACTOR:
+                raise ValueError(f"{flag}: the factor must be above 0 and at most "
+                                 f"{MAX_FACTOR}, got {value}")
+        return cls(*(scale if f is None else f for f in given.values()))
 
     @property
     def label(self) -> str:
@@ -60,6 +62,9 @@ class Scaling:
         if self.width == self.depth == self.budget:
             return f"x{self.width:g}"
         return f"w{self.width:g}-d{self.depth:g}-b{self.budget:g}"
+
+
+MAX_FACTOR = 64  # a larger scale-up is a different study, not a check of this one's ranking
 
 
 def promoted_name(name: str, scaling: Scaling | float) -> str:
@@ -119,12 +124,10 @@ def scale_budget(budget: dict[str, Any], scale: float) -> dict[str, Any]:
 
 def quality_objective(config: StudyConfig) -> Objective:
     """The study's first objective that the task measures (not a cost from the profiler)."""
-    from mixnas.evaluator import task_metric_names
+    from mixnas.evaluator.profiler import is_profile_metric
 
-    settings = {k: v for k, v in config.task.items() if k != "name"}
-    metrics = set(task_metric_names(config.task["name"], **settings))
     for objective in config.objectives:
-        if objective.name in metrics:
+        if not is_profile_metric(objective.name):
             return objective
     raise ValueError(
         f"study '{config.name}' has no quality objective (a metric of task "
@@ -176,7 +179,8 @@ def promotion_config(parent: StudyConfig, picks: list[dict[str, Any]], scaling: 
     config.n_trials = len(picks)
     config.sampler, config.sampler_options = "random", {}
     config.pruning.enabled = False
-    config.workers = max(1, min(workers or parent.workers, len(picks)))
+    chosen = workers or parent.workers  # None: as many as the resources allow (Driver)
+    config.workers = max(1, min(chosen, len(picks))) if chosen else None
     return config
 
 

@@ -61,11 +61,13 @@ def _clearly_better(a, b, quality_directions, cost_directions, margin) -> bool:
 
 
 def split_objectives(
-    objectives: list[dict[str, str]], task_metrics: set[str]
+    objectives: list[dict[str, str]]
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Quality objectives are the task's metrics; every other objective is a cost."""
-    quality = {o["name"]: o["direction"] for o in objectives if o["name"] in task_metrics}
-    costs = {o["name"]: o["direction"] for o in objectives if o["name"] not in task_metrics}
+    """({name: direction} of the quality objectives, of the costs), by `is_profile_metric`."""
+    from mixnas.evaluator.profiler import is_profile_metric
+
+    quality = {o["name"]: o["direction"] for o in objectives if not is_profile_metric(o["name"])}
+    costs = {o["name"]: o["direction"] for o in objectives if is_profile_metric(o["name"])}
     return quality, costs
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import optuna
 
-from mixnas.errors import StudyExists, StudyNotFound
+from mixnas.errors import PluginError, StudyExists, StudyNotFound
 from mixnas.orchestrator.config import StudyConfig
 from mixnas.orchestrator.warm_start import WarmSource, WarmTrial, values_by_name
 from mixnas.storage import TRIAL_STATES, RDBStorage, StudyRecord, TrialRecord, optuna_storage
@@ -175,6 +175,43 @@ def load_study(name: str, storage: str) -> StudyHandle:
     return StudyHandle(config, record.id, store, study, optuna_store, warm)
 
 
+def check_plugins_unchanged(config: StudyConfig, allow_changed: bool = False) -> list[str]:
+    """Compare the plugins a study started with to the code on disk now (before `resume`).
+
+    Loads the study's grammar (and so its plugins) in this process.
+
+    Args:
+        config: The stored study config (its `plugins` hold the sha256 recorded at start).
+        allow_changed: Continue anyway (`--allow-changed-plugins`): return the changes instead.
+
+    Returns:
+        One line per plugin that changed (with allow_changed), went or appeared ([] when none
+        did).
+
+    Raises:
+        PluginError: A plugin changed or went and `allow_changed` is false; the message names
+            its file.
+    """
+    from mixnas.search_space.grammar import Grammar
+    from mixnas.search_space.plugins import with_installed
+
+    grammar = Grammar.load(config.search_space)
+    now = {p.path or p.ref: p.sha256 for p in with_installed(grammar.plugins)}
+    then = {p.get("path") or p["ref"]: p["sha256"] for p in config.plugins}
+    changes = [f"{path}: plugin source changed since the study started (sha256 "
+               f"{then[path][:12]} -> {now[path][:12]})"
+               for path in sorted(set(now) & set(then)) if now[path] != then[path]]
+    changes += [f"{path}: plugin the study started with is gone"
+                for path in sorted(set(then) - set(now))]
+    if changes and not allow_changed:
+        raise PluginError(f"{changes[0]}; resume with --allow-changed-plugins to continue with "
+                          "the code as it is now")
+    # a plugin the study did not record (installed since, or a study from before plugins) is
+    # reported, not refused: the study's recorded designs cannot have used it
+    return changes + [f"{path}: plugin is new since the study started"
+                      for path in sorted(set(now) - set(then))]
+
+
 def load_warm_sources(storage: str, names: Sequence[str], *,
                       missing_ok: bool = False) -> list[WarmSource]:
     """The complete trials of the studies `names` in `storage`, to warm-start another study.
@@ -272,3 +309,22 @@ def front_entry(trial: TrialRecord, names: list[str]) -> dict[str, Any]:
         "architecture": json.loads(trial.arch_json) if trial.arch_json else None,
         "baseline": trial.baseline,
     }
+
+
+def failure_summary(handle: StudyHandle) -> str | None:
+    """A one-line summary when no trial of the study completed although some finished (every one
+    failed, was pruned or infeasible), naming the commonest reason; None otherwise.
+
+    A study like that has learnt nothing, so the command exits 1 with this line rather than 0.
+    """
+    from collections import Counter
+
+    counts = handle.storage.count_trials(handle.record_id)
+    if counts.complete or not counts.done:
+        return None
+    bad = handle.storage.get_trials(handle.record_id, states=["failed", "infeasible"])
+    reasons = Counter((t.failure_reason or t.state).splitlines()[0][:200] for t in bad)
+    commonest = (f"; commonest reason ({reasons.most_common(1)[0][1]} of {len(bad)}): "
+                 f"{reasons.most_common(1)[0][0]}") if reasons else ""
+    return (f"no trial of study '{handle.name}' completed: {counts.failed} failed, "
+            f"{counts.infeasible} infeasible, {counts.pruned} pruned{commonest}")

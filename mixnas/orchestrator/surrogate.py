@@ -194,7 +194,7 @@ class SurrogateSampler(optuna.samplers.BaseSampler):
         self.last = {"screened": len(candidates), "ehvi": float(score[best]),
                      "weights": self._weights}
         # kept with the trial: what the screen saw (the dashboard and tests can read it)
-        study._storage.set_trial_system_attr(trial._trial_id, SCREEN_ATTR, self.last)
+        _keep_with_trial(study, trial, SCREEN_ATTR, self.last)
         return candidates[best].decisions
 
     def _candidates(self, study, trial: FrozenTrial, taken: set[str]) -> list[Candidate]:
@@ -348,6 +348,16 @@ class SurrogateSampler(optuna.samplers.BaseSampler):
         reference = np.full(m, 1.1)
         gain = hypervolume_improvement(samples.reshape(-1, m), front, reference)
         return gain.reshape(k, draws).mean(1)
+
+
+def _keep_with_trial(study, trial: FrozenTrial, key: str, value: Any) -> None:
+    """Store `value` as a system attribute of the trial being sampled.
+
+    A sampler is handed a `FrozenTrial`, which has no setter; Optuna's own samplers (NSGA-II,
+    the GP sampler) write through the study's storage by the trial's id, as here. This and
+    `_contains` are the only places that use Optuna's private names.
+    """
+    study._storage.set_trial_system_attr(trial._trial_id, key, value)
 
 
 def _contains(distribution: BaseDistribution, value: Any) -> bool:

@@ -35,6 +35,8 @@ class TrialPayload:
     seed: int = 0
     keep_weights: bool = False
     threads: int = 1  # torch threads of the worker process
+    gpus: float = 0.0  # the trial's GPU share (Ray's num_gpus): it trains on CUDA when > 0
+    plugins: tuple = ()  # PluginSources the worker executes first (it may be on another machine)
 
 
 @dataclass
@@ -53,6 +55,8 @@ class TrialResult:
     weights: bytes | None = None  # safetensors bytes, when the study keeps them
     seconds: float | None = None
     worker: str | None = None  # host:pid
+    device: str | None = None  # what it trained on: cpu or cuda
+    device_note: str | None = None  # why not the device its resources asked for
 
     @classmethod
     def failed(cls, reason: str, *, retry: bool = False, **fields: Any) -> TrialResult:

@@ -60,19 +60,14 @@ class WarmSource:
         return out
 
 
-def is_profile_metric(name: str) -> bool:
-    """A cost the profiler measures (the same on every task), not a task score."""
-    from mixnas.evaluator.profiler import PROFILE_METRICS
-
-    return name in PROFILE_METRICS or name.startswith("prefill_ms@")
-
-
 def map_objectives(target: Sequence[tuple[str, str]], source: Sequence[tuple[str, str]]
                    ) -> dict[str, tuple[str, str]]:
     """target objective name -> (source objective name, its direction).
 
     Same names map to each other; the task scores left over on both sides pair in order (a cost
     never pairs with a score, nor two different costs)."""
+    from mixnas.evaluator.profiler import is_profile_metric
+
     by_name = dict(source)
     out = {name: (name, by_name[name]) for name, _ in target if name in by_name}
     left_target = [n for n, _ in target if n not in out and not is_profile_metric(n)]

@@ -3,10 +3,16 @@ and stop at a rung when the study already holds a clearly better and cheaper des
 
 The worker writes curve points straight to the study database (so the dashboard sees them live and
 other workers can compare at rungs); the driver alone writes the trial's final state.
+
+A trial with a GPU share (`resources.gpus_per_trial`) trains on CUDA; Ray sets the worker's
+CUDA_VISIBLE_DEVICES to the GPU it shares. Where that GPU is only declared (`ray start
+--num-gpus` on a machine without CUDA, as the tests do) the trial trains on the CPU instead, logs a
+warning, and says so in its result (the driver shows it once), rather than failing every trial.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -16,7 +22,9 @@ from typing import Any
 
 from mixnas.orchestrator.pruning import RungEntry, as_float_dict, dominator, split_objectives
 from mixnas.orchestrator.trials import TrialPayload, TrialResult
-from mixnas.storage import RDBStorage
+from mixnas.storage import RDBStorage, utcnow
+
+log = logging.getLogger(__name__)
 
 
 def run_trial(payload: TrialPayload) -> TrialResult:
@@ -33,32 +41,61 @@ def run_trial(payload: TrialPayload) -> TrialResult:
     from mixnas.evaluator import TrialFailed
 
     torch.set_num_threads(payload.threads)
-    started = time.perf_counter()
     storage = RDBStorage(payload.storage, "existing")
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    # the trial starts now, not when the driver queued it (a packed cluster may hold it back):
+    # started_at + compute_seconds is the span it ran
+    began, started = utcnow(), time.perf_counter()
+    storage.update_trial(payload.trial_id, started_at=began, worker=worker)
+    device, note = trial_device(payload.gpus)
     try:
-        return _evaluate(payload, storage, started, worker)
+        from mixnas.search_space.plugins import load_sources
+
+        load_sources(payload.plugins)
+        result = _evaluate(payload, storage, started, worker, device)
+        result.device, result.device_note = device, note
+        return result
     except TrialFailed as exc:
         reason = str(exc)
     except Exception as exc:  # a crash in model code must fail the trial, not the study
         reason = f"error: {traceback.format_exception_only(type(exc), exc)[-1].strip()}"
-    return TrialResult.failed(reason, seconds=time.perf_counter() - started, worker=worker)
+    return TrialResult.failed(reason, seconds=time.perf_counter() - started, worker=worker,
+                              device=device, device_note=note)
+
+
+def trial_device(gpus: float) -> tuple[str, str | None]:
+    """The device a trial trains on: CUDA when it has a GPU share and CUDA works here, else CPU.
+
+    Args:
+        gpus: The trial's GPU share (0: none).
+
+    Returns:
+        ('cuda' or 'cpu', why a trial with a GPU share trains on the CPU, or None).
+    """
+    if gpus <= 0:
+        return "cpu", None
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", None
+    note = (f"its GPU share ({gpus:g}) has no usable CUDA device on {socket.gethostname()} "
+            "(torch.cuda.is_available() is False): trained on the CPU")
+    log.warning("mixnas trial: %s", note)
+    return "cpu", note
 
 
 def _evaluate(payload: TrialPayload, storage: RDBStorage, started: float,
-              worker: str) -> TrialResult:
-    from mixnas.evaluator import evaluate, get_task, task_metric_names
+              worker: str, device: str) -> TrialResult:
+    from mixnas.evaluator import evaluate, get_task
     from mixnas.search_space import Architecture
     from mixnas.search_space.model import state_dict_bytes
 
     arch = Architecture.from_json(payload.arch_json)
     task = payload.task
     settings = {k: v for k, v in task.items() if k != "name"}
-    quality_dirs, cost_dirs = split_objectives(
-        payload.objectives, set(task_metric_names(task["name"], **settings))
-    )
+    quality_dirs, cost_dirs = split_objectives(payload.objectives)
     costs = _upfront_costs(arch, get_task(task["name"], **settings).vocab_size, payload)
-    storage.update_trial(payload.trial_id, worker=worker, profile=costs)
+    storage.update_trial(payload.trial_id, profile=costs)
 
     def on_eval(point: dict[str, Any]) -> None:
         storage.add_curve_point(
@@ -80,6 +117,7 @@ def _evaluate(payload: TrialPayload, storage: RDBStorage, started: float,
     result = evaluate(
         arch, task, payload.budget, payload.train or None, payload.profile or None,
         seed=payload.seed, on_rung=on_rung, on_eval=on_eval, keep_weights=payload.keep_weights,
+        device=device,
     )
     return TrialResult(
         status="pruned" if result.pruned_at_step is not None else "complete",
@@ -97,11 +135,13 @@ def _evaluate(payload: TrialPayload, storage: RDBStorage, started: float,
 
 def _upfront_costs(arch, vocab_size: int, payload: TrialPayload) -> dict[str, float]:
     """Analytic costs known before training, so rung comparisons can use them."""
+    from mixnas.evaluator.profiler import plugin_metrics
     from mixnas.search_space import build_model
 
     context = int(payload.profile.get("context_length", 2048))
     model = build_model(arch, vocab_size)
     return {
+        **plugin_metrics(arch),
         "params": float(model.num_params(non_embedding=False)),
         "non_embedding_params": float(model.num_params(non_embedding=True)),
         "state_bytes": float(model.state_bytes(context)),

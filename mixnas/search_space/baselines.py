@@ -64,35 +64,58 @@ def get_baseline(name: str) -> Architecture:
     return Architecture.from_dict(BASELINES[name].to_dict())
 
 
+MAX_PARAMS = 10**10  # a design with more non-embedding parameters is a typo, not a mixer study
+
+
 def load_architecture(spec: str | os.PathLike) -> Architecture:
     """The architecture `mixnas evaluate` and `mixnas export --arch` take.
 
+    The file (YAML or JSON, read with mixnas/yamlfile.py) holds an architecture mapping, a
+    baseline's name, or what `mixnas space sample --json` prints (an item with an `architecture`
+    key, or a list of exactly one such item). The design is built on the meta device, so one
+    that cannot be built, or has more than `MAX_PARAMS` parameters, is refused here.
+
     Args:
-        spec: A YAML (or JSON) file holding an Architecture mapping or a baseline's name, or a
-            baseline's name.
+        spec: A file path or a baseline's name.
 
     Returns:
         The architecture (a fresh copy for a baseline).
 
     Raises:
         ConfigError: One line naming the file (and line for malformed YAML): no such file nor
-            baseline, an unreadable or malformed file, an unknown baseline name in it, or a
-            mapping that is not a valid architecture.
+            baseline, an unknown baseline name in it, or a design that is not a valid
+            architecture or is too large.
     """
+    from mixnas.search_space.constraints import footprint  # it imports torch
+
     path = Path(spec)
     if not path.exists():
         if str(spec) in BASELINES:
             return get_baseline(str(spec))
-        raise ConfigError(f"{path}: no such file, nor a baseline name ({_known()})")
+        raise ConfigError(f"{str(spec)!r} is neither an architecture file nor a baseline; "
+                          f"{_known()}")
     data = plain(read_yaml(path))  # a SourceError (a ConfigError): FILE:LINE: ...
+    if isinstance(data, list):
+        if len(data) != 1:
+            raise ConfigError(f"{path}: holds {len(data)} architectures; expected one "
+                              "(e.g. `mixnas space sample FILE --n 1 --json`)")
+        data = data[0]
+    if isinstance(data, dict) and isinstance(data.get("architecture"), dict):
+        data = data["architecture"]  # an item of `space sample --json`
     if isinstance(data, str):
         if data not in BASELINES:
-            raise ConfigError(f"{path}: {data!r} is not a baseline ({_known()})")
+            raise ConfigError(f"{path}: {data!r} is not a baseline; {_known()}")
         return get_baseline(data)
     try:
-        return Architecture.from_dict(data)
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
-        raise ConfigError(f"{path}: not a valid architecture: {first_line(err)}") from None
+        arch = Architecture.from_dict(data)
+        params = footprint(arch).non_embedding_params
+    except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else first_line(exc)
+        raise ConfigError(f"{path}: not a valid architecture: {message}") from None
+    if params > MAX_PARAMS:
+        raise ConfigError(f"{path}: {params:,} non-embedding parameters; at most "
+                          f"{MAX_PARAMS:,} are accepted")
+    return arch
 
 
 def _known() -> str:

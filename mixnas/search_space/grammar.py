@@ -50,12 +50,23 @@ class Grammar:
         self.file, self.name, self.description = syntax.file, syntax.name, syntax.description
         self.settings, self.layers, self.rules = syntax.settings, syntax.layers, syntax.rules
         self.constraints = syntax.constraints
+        self.plugins = syntax.plugins  # PluginSources the file named, loaded in this process
         # decision name -> (signature, line): a name must mean one thing in every derivation
         self._names: dict[str, tuple[tuple, int]] = {}
 
     @classmethod
     def load(cls, path: str | Path) -> Grammar:
-        """Read and check a grammar file; raises `GrammarError` (`FILE:LINE: message`)."""
+        """Read and check a grammar file.
+
+        Args:
+            path: The grammar YAML file.
+
+        Returns:
+            The grammar, parsed and checked (every rule reachable, every slot filled).
+
+        Raises:
+            GrammarError: One line, `FILE:LINE: message`, for the first problem found.
+        """
         return cls.parse(read_text(path, GrammarError), str(path))
 
     @classmethod

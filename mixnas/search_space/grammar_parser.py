@@ -33,6 +33,7 @@ from mixnas.search_space.grammar_parts import (
     Slot,
     Syntax,
 )
+from mixnas.search_space.plugins import PluginSource, load_plugin
 from mixnas.search_space.registry import REGISTRY, ParamSpec, get_primitive
 from mixnas.yamlfile import YamlMap, YamlSeq, parse_yaml
 
@@ -340,6 +341,18 @@ class _Parser:
             self.fail(data.key_lines["min_params"], "min_params is above max_params")
         return Constraints(**values)
 
+    def plugins(self, data: YamlMap) -> tuple[PluginSource, ...]:
+        """Load the plugin modules the grammar names, before its primitives are checked."""
+        items, line = data["plugins"], data.value_lines["plugins"]
+        if not isinstance(items, YamlSeq):
+            self.fail(line, "plugins must be a list of .py files or module names")
+        lines = items.item_lines
+        for item, item_line in zip(items, lines):
+            if not isinstance(item, str) or not item.strip():
+                self.fail(item_line, f"a plugin is a .py path or a module name, got {item!r}")
+        base = Path(self.file).parent
+        return tuple(load_plugin(item, base) for item in items)
+
     def rules(self, data: YamlMap) -> dict[str, Rule]:
         rules = {}
         for name, value in data.items():
@@ -391,8 +404,9 @@ def parse(text: str, file: str = "<string>") -> Syntax:
     data = parse_yaml(text, file, GrammarError)
     if not isinstance(data, YamlMap):
         parser.fail(1, "a grammar file is a mapping with 'architecture' and 'rules'")
-    top = ("name", "description", "architecture", "constraints", "rules")
+    top = ("name", "description", "plugins", "architecture", "constraints", "rules")
     parser.keys(data, top, "the grammar file", required=("architecture",))
+    plugins = parser.plugins(data) if "plugins" in data else ()
     for key in ("name", "description"):
         if key in data and not isinstance(data[key], str):
             parser.fail(data.value_lines[key], f"{key} must be a string")
@@ -407,4 +421,5 @@ def parse(text: str, file: str = "<string>") -> Syntax:
         rules = parser.rules(parser.mapping(data["rules"], data.value_lines["rules"], "rules"))
     check_grammar(file, rules, layers, settings["depth"] is not None)
     name = data.get("name", Path(file).stem)
-    return Syntax(file, name, data.get("description", ""), settings, layers, constraints, rules)
+    return Syntax(file, name, data.get("description", ""), settings, layers, constraints, rules,
+                  plugins)

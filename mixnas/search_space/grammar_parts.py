@@ -25,8 +25,9 @@ KIND_WORDS = {
 SLOT_NAMES = {"layer": "layer", "token": "token_mixer", "channel": "channel_mixer"}
 # Domains of the architecture settings and pattern numbers, checked like primitive parameters.
 SETTINGS = {
-    "d_model": ParamSpec("int", 256, low=1),
-    "depth": ParamSpec("int", 4, low=1),
+    # upper limits: a grammar beyond them describes models no study here could train
+    "d_model": ParamSpec("int", 256, low=1, high=65536),
+    "depth": ParamSpec("int", 4, low=1, high=1024),
     "norm": ParamSpec("choice", "rms", choices=("rms", "layer")),
     "tie_embeddings": ParamSpec("bool", True),
 }
@@ -221,6 +222,7 @@ class Syntax:
     layers: Slot  # the start symbol: what derives the layer stack
     constraints: Constraints
     rules: dict[str, Rule]
+    plugins: tuple = ()  # the PluginSources the file's `plugins` key loaded
 
 
 def _scalar(value: Any) -> str:

@@ -1,7 +1,10 @@
-"""The primitive registry: each token or channel mixer declares its module and its typed parameters.
+"""The primitive registry, mixnas's public primitive API (docs/primitives.md): each token or channel
+mixer declares its module and its typed parameters, each plugin metric its names.
 
 The grammar checks its terminals against these declarations, `Architecture.canonical_dict` fills
 defaults and drops unused parameters through them, and the model builder instantiates from them.
+Built-in primitives (`primitives/`) and users' plugins (`plugins.py` loads them) call the same
+`register`; a plugin may not take a built-in's name or another plugin's.
 """
 
 from __future__ import annotations
@@ -10,7 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mixnas.errors import PluginError
 from mixnas.search_space.architecture import Mixer
+
+ROLES = ("token", "channel")
+# What a primitive's module must implement (shapes: docs/primitives.md).
+REQUIRED_METHODS = ("forward", "init_state", "step", "state_bytes", "flops_per_token")
+BUILTIN = "builtin"
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,19 @@ class ParamSpec:
 
 @dataclass(frozen=True)
 class PrimitiveSpec:
+    """A primitive's declaration.
+
+    Args:
+        name: The name grammars use (letters, digits, _), unique among all primitives.
+        role: Its kind: "token" (mixes across positions) or "channel" (mixes each position).
+        family: A coarse kind for features and the dashboard (attention, linear, ssm, delta,
+            conv, mlp, glu, moe, none, parallel, or any new word).
+        build: `build(d_model, **params) -> nn.Module`, usually the module class itself.
+        params: The typed parameters with their domains and defaults.
+        doc: One paragraph for `space show` and the docs.
+        normalize: Maps equivalent parameter settings to one form (they hash alike).
+    """
+
     name: str
     role: str  # "token" | "channel"
     family: str  # attention | linear | ssm | delta | conv | mlp | glu | moe | none | parallel
@@ -66,14 +88,94 @@ class PrimitiveSpec:
     normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
+@dataclass(frozen=True)
+class MetricSpec:
+    """A plugin cost model: named numbers computed for each trial, usable as objectives.
+
+    Args:
+        names: The metric names `compute` returns (objectives and constraints use them).
+        compute: `compute(arch) -> {name: number}`; with needs_model, `compute(arch, model)` on
+            the trained model (a `MixnasModel`), after training.
+        needs_model: Whether `compute` needs the trained model.
+        doc: What it measures.
+    """
+
+    names: tuple[str, ...]
+    compute: Callable[..., dict[str, float]]
+    needs_model: bool = False
+    doc: str = ""
+
+
 REGISTRY: dict[str, PrimitiveSpec] = {}
+METRICS: dict[str, MetricSpec] = {}  # each metric name -> the spec that computes it
+ORIGIN: dict[str, str] = {}  # primitive or metric name -> BUILTIN or the plugin file that made it
+_loading: list[str] = []  # the plugin file being executed (plugins.py pushes and pops)
 
 
 def register(spec: PrimitiveSpec) -> PrimitiveSpec:
-    if spec.name in REGISTRY:
-        raise ValueError(f"primitive {spec.name!r} registered twice")
+    """Add a primitive; built-ins and plugins alike call this at import time.
+
+    Raises:
+        PluginError: A bad declaration (unknown role, a module missing a required method), or
+            a name another primitive has (a plugin's message names its file).
+    """
+    origin = _loading[-1] if _loading else BUILTIN
+    where = "" if origin == BUILTIN else f"{origin}: "
+    if not isinstance(spec.name, str) or not spec.name.isidentifier():
+        raise PluginError(f"{where}primitive name must be an identifier, got {spec.name!r}")
+    if spec.role not in ROLES:
+        raise PluginError(f"{where}primitive {spec.name!r}: role must be 'token' or 'channel', "
+                          f"got {spec.role!r}")
+    if not callable(spec.build):
+        raise PluginError(f"{where}primitive {spec.name!r}: build must be callable")
+    if isinstance(spec.build, type):
+        missing = [m for m in REQUIRED_METHODS if not callable(getattr(spec.build, m, None))]
+        if missing:
+            raise PluginError(f"{where}primitive {spec.name!r}: {spec.build.__name__} lacks "
+                              f"{', '.join(missing)} (a primitive implements "
+                              f"{', '.join(REQUIRED_METHODS)})")
+    for key, pspec in spec.params.items():
+        typed = isinstance(pspec, ParamSpec)
+        if not typed or (pspec.kind != "mixers" and pspec.check(pspec.default) is not None):
+            raise PluginError(f"{where}primitive {spec.name!r}: parameter {key!r} needs a "
+                              "ParamSpec whose default is inside its domain")
+    _claim(spec.name, origin, "primitive")
     REGISTRY[spec.name] = spec
     return spec
+
+
+def register_metric(spec: MetricSpec) -> MetricSpec:
+    """Add a plugin cost model whose numbers trials report (in their profile) and studies may
+    use as objectives.
+
+    Raises:
+        PluginError: A name another plugin already uses (`profile_metric_names` refuses the
+            built-in profile metrics' names).
+    """
+    origin = _loading[-1] if _loading else BUILTIN
+    names = tuple(spec.names)
+    if not names or not all(isinstance(n, str) and n.isidentifier() for n in names):
+        raise PluginError(f"{origin}: metric names must be identifiers, got {names!r}")
+    for name in names:
+        _claim(f"metric:{name}", origin, "metric")
+    for name in names:
+        METRICS[name] = spec
+    return spec
+
+
+def _claim(name: str, origin: str, what: str) -> None:
+    """Record who made `name`; the same plugin file re-executed (a worker reloading new code)
+    replaces its own entries, anyone else's name is a clash."""
+    owner = ORIGIN.get(name)
+    shown = name.removeprefix("metric:")
+    if owner is not None and owner != origin:
+        if origin == BUILTIN:
+            raise PluginError(f"{what} {shown!r} registered twice")
+        theirs = "a built-in" if owner == BUILTIN else f"one from {owner}"
+        raise PluginError(f"{origin}: {what} {shown!r} clashes with {theirs}; rename it")
+    if owner == BUILTIN and origin == BUILTIN:
+        raise PluginError(f"{what} {shown!r} registered twice")
+    ORIGIN[name] = origin
 
 
 def get_primitive(name: str, role: str | None = None) -> PrimitiveSpec:
@@ -131,5 +233,9 @@ def _type_of(value: Any) -> str | None:
 
 
 def load_builtin_primitives() -> None:
-    """Importing the primitives package registers every built-in primitive once."""
+    """Importing the primitives package registers every built-in primitive once; then the
+    installed plugins (entry point group `mixnas.primitives`) register theirs."""
     import mixnas.search_space.primitives  # noqa: F401
+    from mixnas.search_space.plugins import load_entry_points
+
+    load_entry_points()

@@ -7,7 +7,7 @@ dashboard and export's command work through it; SQLAlchemy's errors leave it as 
 """
 
 from mixnas.storage.base import BaseStorage, TrialCounts, TrialSummary
-from mixnas.storage.engine import check_url, optuna_storage, safe_url
+from mixnas.storage.engine import check_url, check_writable, optuna_storage, safe_url
 from mixnas.storage.models import (
     TERMINAL_STATES,
     TRIAL_STATES,
@@ -35,6 +35,7 @@ __all__ = [
     "TrialSummary",
     "TrialWeights",
     "check_url",
+    "check_writable",
     "optuna_storage",
     "safe_url",
     "utcnow",

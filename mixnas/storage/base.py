@@ -50,6 +50,8 @@ class TrialSummary(NamedTuple):
     arch_hash: str | None
     started_at: datetime
     finished_at: datetime | None
+    params: dict | None  # the sampler's decisions (Optuna parameters)
+    duplicate_of: int | None  # the trial whose result this one reused
     values: dict
 
 
@@ -84,6 +86,12 @@ class BaseStorage(abc.ABC):
     def get_study(self, name: str) -> StudyRecord:
         """The study named `name`.
 
+        Args:
+            name: The study's name.
+
+        Returns:
+            Its record.
+
         Raises:
             StudyNotFound: No such study; the message lists the studies there are.
         """
@@ -92,31 +100,65 @@ class BaseStorage(abc.ABC):
     def get_study_by_id(self, study_id: int) -> StudyRecord:
         """The study with id `study_id`.
 
+        Args:
+            study_id: The study.
+
+        Returns:
+            Its record.
+
         Raises:
             StudyNotFound: No such study.
         """
 
     @abc.abstractmethod
     def get_all_studies(self) -> list[StudyRecord]:
-        """Every study, oldest first."""
+        """Every study in the database.
+
+        Returns:
+            Their records, oldest first ([] for a database with none).
+        """
 
     @abc.abstractmethod
     def set_study_state(self, study_id: int, state: str) -> None:
-        """Set a study's state: running, finished or stopped."""
+        """Set a study's state.
+
+        Args:
+            study_id: The study.
+            state: running, finished or stopped.
+        """
 
     @abc.abstractmethod
     def set_study_target(self, study_id: int, n_trials: int) -> None:
-        """Set a study's target number of trials (in its record and its stored config)."""
+        """Set a study's target number of trials, in its record and its stored config.
+
+        Args:
+            study_id: The study.
+            n_trials: The new target.
+        """
 
     @abc.abstractmethod
     def count_trials(self, study_id: int) -> TrialCounts:
-        """The study's trials counted by state, and how many are done."""
+        """Count a study's trials.
+
+        Args:
+            study_id: The study.
+
+        Returns:
+            The counts by state, and how many count towards the target.
+        """
 
     # -- trials --------------------------------------------------------------------------------
 
     @abc.abstractmethod
     def add_trial(self, record: TrialRecord) -> int:
-        """Insert a trial row (its `id` is set on `record`) and return its id."""
+        """Insert a trial row.
+
+        Args:
+            record: The new row (`study_id`, `number`, `state`, ...); its `id` is set.
+
+        Returns:
+            The row's id.
+        """
 
     @abc.abstractmethod
     def add_trials(self, study_id: int, trials: Sequence[dict[str, Any]],
@@ -134,29 +176,74 @@ class BaseStorage(abc.ABC):
 
     @abc.abstractmethod
     def get_trial(self, study_id: int, number: int) -> TrialRecord | None:
-        """Trial `number` of the study, or None."""
+        """One trial of a study.
+
+        Args:
+            study_id: The study.
+            number: The trial's number in the study.
+
+        Returns:
+            Its record, or None when the study has no such trial.
+        """
 
     @abc.abstractmethod
     def get_trial_by_id(self, trial_id: int) -> TrialRecord | None:
-        """The trial with id `trial_id`, or None."""
+        """One trial by its row id.
+
+        Args:
+            trial_id: The trial row.
+
+        Returns:
+            Its record, or None.
+        """
 
     @abc.abstractmethod
     def get_trials(self, study_id: int, *, states: Iterable[str] | None = None,
                    numbers: Iterable[int] | None = None) -> list[TrialRecord]:
-        """The study's trials by number, only those in `states` or `numbers` when given."""
+        """A study's trials.
+
+        Args:
+            study_id: The study.
+            states: Only trials in these states (all when None).
+            numbers: Only trials with these numbers (all when None).
+
+        Returns:
+            Their records by number.
+        """
 
     @abc.abstractmethod
     def get_trial_summaries(self, study_id: int) -> list[TrialSummary]:
-        """Every trial of the study by number, with only the columns tables and plots need."""
+        """A study's trials, with only the columns tables and plots need.
+
+        Args:
+            study_id: The study.
+
+        Returns:
+            One summary per trial, by number.
+        """
 
     @abc.abstractmethod
     def get_trial_fingerprint(self, study_id: int) -> tuple:
-        """Per state (sorted): (state, count, max id, max started_at, max finished_at). It
-        changes whenever a trial is added, changes state or finishes: a cheap cache key."""
+        """What changes whenever a trial is added, changes state or finishes: a cheap cache key.
+
+        Args:
+            study_id: The study.
+
+        Returns:
+            Per state (sorted): (state, count, max id, max started_at, max finished_at).
+        """
 
     @abc.abstractmethod
     def get_first_result(self, study_id: int, arch_hash: str) -> TrialRecord | None:
-        """The earliest complete trial of design `arch_hash` that trained it (not a reuse)."""
+        """The trial that trained a design first.
+
+        Args:
+            study_id: The study.
+            arch_hash: The design (`Architecture.hash`).
+
+        Returns:
+            The earliest complete trial of the design that trained it (not a reuse), or None.
+        """
 
     @abc.abstractmethod
     def get_pareto_trials(self, study_id: int,
@@ -173,7 +260,12 @@ class BaseStorage(abc.ABC):
 
     @abc.abstractmethod
     def update_trial(self, trial_id: int, **fields: Any) -> None:
-        """Set columns of a trial row (a worker's host, its up-front costs)."""
+        """Set columns of a trial row.
+
+        Args:
+            trial_id: The trial row.
+            **fields: Column values: a worker's host, its up-front costs, ...
+        """
 
     @abc.abstractmethod
     def finish_running_trial(self, trial_id: int, fields: dict[str, Any],
@@ -195,59 +287,138 @@ class BaseStorage(abc.ABC):
     @abc.abstractmethod
     def add_curve_point(self, trial_id: int, *, step: int, tokens: int, train_loss: float | None,
                         metrics: dict[str, float] | None, rung: int | None) -> None:
-        """Append one evaluation to a trial's learning curve (`rung`: the rung index, if any)."""
+        """Append one evaluation to a trial's learning curve.
+
+        Args:
+            trial_id: The trial row.
+            step: Training steps so far.
+            tokens: Training tokens so far.
+            train_loss: The training loss then, if known.
+            metrics: The task metrics measured then.
+            rung: The rung index when this evaluation is a pruning rung, else None.
+        """
 
     @abc.abstractmethod
     def get_curve(self, trial_id: int) -> list[CurvePoint]:
-        """A trial's learning curve by step."""
+        """A trial's learning curve.
+
+        Args:
+            trial_id: The trial row.
+
+        Returns:
+            Its points by step.
+        """
 
     @abc.abstractmethod
     def get_rung_standings(self, study_id: int, rung: int) -> list[tuple[int, dict | None,
                                                                           dict | None]]:
-        """(trial number, profile, metrics) of every trial that reported at rung `rung`."""
+        """Every trial that reported at a pruning rung.
+
+        Args:
+            study_id: The study.
+            rung: The rung index.
+
+        Returns:
+            (trial number, profile, metrics) per trial.
+        """
 
     # -- weights -------------------------------------------------------------------------------
 
     @abc.abstractmethod
     def get_weights(self, trial: TrialRecord) -> TrialWeights | None:
-        """A trial's kept weights; a trial that reused another's result has that trial's."""
+        """A trial's kept weights.
+
+        Args:
+            trial: The trial; one that reused another's result has that trial's weights.
+
+        Returns:
+            The weights, or None when none were kept.
+        """
 
     @abc.abstractmethod
     def get_weights_vocab_size(self, trial_id: int) -> int | None:
-        """The vocabulary size of a trial's kept weights, None when it has none."""
+        """The vocabulary size of a trial's kept weights.
+
+        Args:
+            trial_id: The trial row.
+
+        Returns:
+            The size, or None when the trial has no weights.
+        """
 
     @abc.abstractmethod
     def get_study_vocab_size(self, study_id: int) -> int | None:
-        """The vocabulary size of any weights the study kept (one task per study), or None."""
+        """The vocabulary size of any weights the study kept (one task per study).
+
+        Args:
+            study_id: The study.
+
+        Returns:
+            The size, or None when it kept none.
+        """
 
     @abc.abstractmethod
     def drop_weights_except(self, study_id: int, keep: Iterable[int]) -> None:
-        """Delete the kept weights of every trial whose number is not in `keep`."""
+        """Delete kept weights.
+
+        Args:
+            study_id: The study.
+            keep: The trial numbers whose weights stay.
+        """
 
     # -- drivers -------------------------------------------------------------------------------
 
     @abc.abstractmethod
     def register_driver(self, driver_id: str, study_id: int, host: str, pid: int) -> None:
-        """Record a driver process that starts working on a study (the study is running)."""
+        """Record a driver process that starts working on a study; the study is then running.
+
+        Args:
+            driver_id: The driver's id.
+            study_id: The study.
+            host: Where it runs.
+            pid: Its process id.
+        """
 
     @abc.abstractmethod
     def beat(self, driver_id: str) -> None:
-        """Record a driver's heartbeat now."""
+        """Record a driver's heartbeat now.
+
+        Args:
+            driver_id: The driver's id.
+        """
 
     @abc.abstractmethod
     def stop_driver(self, driver_id: str) -> None:
-        """Record that a driver stopped (it will not beat again)."""
+        """Record that a driver stopped; it will not beat again.
+
+        Args:
+            driver_id: The driver's id.
+        """
 
     @abc.abstractmethod
     def get_live_drivers(self, study_id: int, stale_after_s: float) -> set[str]:
-        """Ids of the study's drivers that beat within `stale_after_s` and have not stopped."""
+        """The study's drivers that are alive.
+
+        Args:
+            study_id: The study.
+            stale_after_s: A driver silent for longer is taken for dead.
+
+        Returns:
+            Ids of the drivers that beat within `stale_after_s` and have not stopped.
+        """
 
     # -- designs being trained -----------------------------------------------------------------
 
     @abc.abstractmethod
     def claim_design(self, study_id: int, arch_hash: str, trial_id: int,
                      driver_id: str | None = None) -> bool:
-        """Claim design `arch_hash` for trial `trial_id` while it trains.
+        """Claim a design for a trial while it trains, so no other trial trains it at once.
+
+        Args:
+            study_id: The study.
+            arch_hash: The design (`Architecture.hash`).
+            trial_id: The trial that trains it.
+            driver_id: The driver that runs the trial.
 
         Returns:
             True if the claim is ours, False if another trial of the study holds it.
@@ -255,8 +426,24 @@ class BaseStorage(abc.ABC):
 
     @abc.abstractmethod
     def get_design_claim(self, study_id: int, arch_hash: str) -> DesignClaim | None:
-        """The claim on design `arch_hash`, or None when no trial is training it."""
+        """The claim on a design.
+
+        Args:
+            study_id: The study.
+            arch_hash: The design (`Architecture.hash`).
+
+        Returns:
+            The claim, or None when no trial is training the design.
+        """
 
     @abc.abstractmethod
-    def release_design(self, study_id: int, arch_hash: str) -> None:
-        """Drop the claim on design `arch_hash` (its trial finished)."""
+    def release_design(self, study_id: int, arch_hash: str, holder: str | None = None) -> bool:
+        """Drop the claim on design `arch_hash` (its trial finished, or its driver died).
+
+        Args:
+            holder: Drop it only while this driver holds it (two drivers taking over a dead
+                driver's claim at once must not drop each other's).
+
+        Returns:
+            Whether a claim was dropped.
+        """

@@ -8,7 +8,9 @@ bug in a reader cannot damage a running study.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 from sqlalchemy.pool import QueuePool
 
 from mixnas.errors import StorageError, first_line
@@ -45,11 +47,33 @@ def check_url(url: str) -> sa.URL:
                            "postgresql+psycopg://user@host/db") from None
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise StorageError(f"storage URL '{url}': only sqlite and postgresql are supported")
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        parent = Path(parsed.database).expanduser().resolve().parent
-        if not parent.is_dir():
-            raise StorageError(f"storage URL '{url}': directory {parent} does not exist")
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:") or "memory" in str(parsed.query.get("mode")):
+            raise StorageError(f"storage URL '{url}': an in-memory database forgets the study "
+                               "when mixnas exits; give a file, e.g. sqlite:///mixnas.db")
+        path = Path(parsed.database).expanduser().resolve()
+        if not path.parent.is_dir():
+            raise StorageError(f"storage URL '{url}': directory {path.parent} does not exist")
+        if path.is_dir():
+            raise StorageError(f"storage URL '{url}': {path} is a directory, not a database file")
     return parsed
+
+
+def check_writable(url: str) -> None:
+    """Refuse, before anything is written, a SQLite file (or its directory, where SQLite keeps
+    its write-ahead log) that this process may not write.
+
+    Raises:
+        StorageError: One line naming the file or directory.
+    """
+    parsed = check_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return  # PostgreSQL says so at the first write, as one line (`reason`)
+    path = Path(parsed.database).expanduser().resolve()
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise StorageError(f"storage '{url}': {path} is read-only")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise StorageError(f"storage '{url}': directory {path.parent} is read-only")
 
 
 @functools.lru_cache(maxsize=16)
@@ -109,17 +133,28 @@ def has_table(engine: Engine, name: str, url: str) -> bool:
     """Whether the database holds table `name`; unreachable -> StorageError."""
     try:
         return sa.inspect(engine).has_table(name)
-    except OperationalError as exc:
+    except DatabaseError as exc:
         raise StorageError(f"cannot reach storage '{safe_url(url)}': {reason(exc)}") from None
 
 
 def database_exists(url: str, table: str) -> bool:
-    """Whether `url` points at an existing database holding `table` (creating nothing)."""
+    """Whether `url` points at an existing database holding `table` (creating nothing, and for
+    SQLite looking read-only: the read-write engine would turn any SQLite file it opens, an empty
+    or foreign one included, to WAL mode)."""
     parsed = check_url(url)
-    on_disk = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, ":memory:")
-    if on_disk and not Path(parsed.database).expanduser().exists():
+    if parsed.get_backend_name() != "sqlite":
+        return has_table(get_engine(url), table, url)
+    path = Path(parsed.database).expanduser().resolve()
+    if not path.exists():
         return False
-    return has_table(get_engine(url), table, url)
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True,
+                                                timeout=READ_ONLY_TIMEOUT_S)) as conn:
+            row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                               (table,)).fetchone()
+    except sqlite3.DatabaseError as exc:  # not a database, damaged, unreadable
+        raise StorageError(f"storage '{safe_url(url)}': {first_line(exc)}") from None
+    return row is not None
 
 
 def optuna_storage(url: str) -> Any:
@@ -134,7 +169,7 @@ def optuna_storage(url: str) -> Any:
     return optuna.storages.RDBStorage(url, **kwargs)
 
 
-def reason(exc: OperationalError) -> str:
+def reason(exc: DatabaseError) -> str:
     """The first line of the database driver's own message."""
     return first_line(exc.orig if exc.orig is not None else exc)
 

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mixnas import pareto
@@ -62,10 +62,13 @@ class RDBStorage(BaseStorage):
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.url, self.mode = url, mode
         self.engine = read_only_engine(url) if mode == "read_only" else get_engine(url)
-        if mode == "read_only":
-            self._check_readable()
-        else:
-            self._prepare(create=mode == "create")
+        try:
+            if mode == "read_only":
+                self._check_readable()
+            else:
+                self._prepare(create=mode == "create")
+        except DatabaseError as exc:  # not a database, a damaged one, a read-only one, ...
+            raise StorageError(f"storage '{safe_url(url)}': {reason(exc)}") from None
         # For storage code and tests that need SQL; everyone else calls the methods below.
         self.sessions: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
 
@@ -85,7 +88,7 @@ class RDBStorage(BaseStorage):
             if not create and not has_table(self.engine, StudyRecord.__tablename__, self.url):
                 raise StorageError(f"no mixnas database at {safe_url(self.url)}")
             migrations.upgrade(self.engine)
-        except OperationalError as exc:
+        except DatabaseError as exc:
             where = safe_url(self.url)
             raise StorageError(f"cannot reach storage '{where}': {reason(exc)}") from None
 
@@ -110,7 +113,9 @@ class RDBStorage(BaseStorage):
                         yield session
                 else:
                     yield session
-        except OperationalError as exc:
+        except IntegrityError:
+            raise  # a constraint the caller checks for (a name taken, a design claimed)
+        except DatabaseError as exc:
             raise StorageError(f"storage '{safe_url(self.url)}': {reason(exc)}") from None
 
     # -- studies -------------------------------------------------------------------------------
@@ -384,9 +389,10 @@ class RDBStorage(BaseStorage):
         with self._session() as session:
             return session.get(DesignClaim, (study_id, arch_hash))
 
-    def release_design(self, study_id, arch_hash):
+    def release_design(self, study_id, arch_hash, holder=None):
+        where = [DesignClaim.study_id == study_id, DesignClaim.arch_hash == arch_hash]
+        if holder is not None:
+            where.append(DesignClaim.driver_id == holder)
         with self._session(write=True) as session:
-            session.execute(sa.delete(DesignClaim).where(
-                DesignClaim.study_id == study_id, DesignClaim.arch_hash == arch_hash
-            ))
+            return session.execute(sa.delete(DesignClaim).where(*where)).rowcount > 0
 

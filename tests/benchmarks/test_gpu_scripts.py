@@ -63,19 +63,24 @@ def test_throughput_study_command_packs_trials():
     cmd = gpu_throughput.start_command(Path("s.yaml"), "sqlite:///x.db", 4, 16)
     assert cmd[cmd.index("--gpus-per-trial") + 1] == "0.25"
     assert cmd[cmd.index("--workers") + 1] == "4" and cmd[cmd.index("--n-trials") + 1] == "16"
-    # a checkout without packed trials: a whole GPU per trial (what `study start` does today)
-    assert "--gpus-per-trial" not in gpu_throughput.start_command(Path("s.yaml"), "x", 1, 4,
-                                                                  packing=False)
+    study = gpu_throughput.SCALES["quickstart"]
+    for pack in (1, 2, 4, 8):  # every pack size's command line is one `study start` accepts
+        assert gpu_throughput.check_command(
+            gpu_throughput.start_command(study, "sqlite://", pack, 4)) is None
+    bad = gpu_throughput.start_command(study, "sqlite://", 4, 4)
+    bad[bad.index("--gpus-per-trial") + 1] = "1.5"
+    assert "'gpus_per_trial' must be at most 1" in gpu_throughput.check_command(bad)
 
 
-def test_throughput_needs_a_gpu_and_says_so_in_one_line(capsys):
+def test_throughput_without_a_gpu_checks_its_command_lines_and_says_so(capsys):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("there is a GPU")
-    assert gpu_throughput.main(["--scales", "quickstart", "--packs", "1"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "needs a CUDA GPU" in err[0]
+    assert gpu_throughput.main(["--scales", "quickstart", "lm-gpu", "--packs", "1", "8"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "no CUDA GPU here: nothing measured" in out[0]
+    assert "the command lines of its 4 runs are valid" in out[0] and "lm-gpu x8" in out[0]
 
 
 def test_throughput_counts_trained_trials_over_their_span():

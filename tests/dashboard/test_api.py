@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import sqlite3
 from datetime import datetime, timedelta
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,9 @@ def test_studies_list_counts_and_best_values(client, demo_db):
 
 def test_trials_table_rows(client, demo_db):
     answer = client.get("/api/studies/demo/trials").json()
-    assert answer["fields"] == ["number", "state", "baseline", "mix", "seconds", "values"]
+    assert answer["fields"] == [
+        "number", "state", "baseline", "mix", "seconds", "values", "design", "shape"
+    ]
     assert answer["objectives"] == NAMES
     assert [r[0] for r in answer["rows"]] == list(range(N_TRIALS))
     transformer = answer["rows"][0]
@@ -61,12 +64,27 @@ def test_trials_table_rows(client, demo_db):
     assert failed and {r[1] for r in failed} <= {"failed", "infeasible"}
 
 
+def first_of_each_design(trials):
+    """Optuna's complete trials, one per design (its first), as mixnas.pareto counts them."""
+    seen, first = set(), []
+    for t in trials:
+        if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs["arch_hash"] not in seen:
+            seen.add(t.user_attrs["arch_hash"])
+            first.append(t)
+    return first
+
+
 def test_pareto_fronts_equal_optuna_best_trials(client, demo_db):
     study = optuna.load_study(study_name="demo", storage=demo_db)
     front = client.get("/api/studies/demo/pareto").json()
-    assert front["trials"] == sorted(t.number for t in study.best_trials)
+    complete = first_of_each_design(study.trials)
+    assert len(complete) < len([t for t in study.trials if t.values])  # the demo has repeats
+    distinct = optuna.create_study(directions=[o["direction"] for o in OBJECTIVES])
+    distinct.add_trials(
+        [optuna.trial.create_trial(values=t.values, user_attrs={"n": t.number}) for t in complete]
+    )
+    assert front["trials"] == sorted(t.user_attrs["n"] for t in distinct.best_trials)
 
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     for i, j in itertools.permutations(range(3), 2):
         pair = optuna.create_study(
             directions=[OBJECTIVES[i]["direction"], OBJECTIVES[j]["direction"]]
@@ -88,6 +106,45 @@ def test_pareto_fronts_equal_optuna_best_trials(client, demo_db):
         ]
 
 
+def test_repeated_designs_are_one_point_with_their_repeats(client, demo_db):
+    rows = db_rows(
+        demo_db,
+        "SELECT number, duplicate_of FROM mixnas_trials WHERE state = 'complete' "
+        "AND duplicate_of IS NOT NULL",
+    )
+    assert rows, "the demo study reuses some results"
+    by_original: dict[int, list[int]] = {}
+    for number, original in rows:
+        by_original.setdefault(original, []).append(number)
+    front = client.get("/api/studies/demo/pareto").json()
+    assert not set(front["trials"]) & {n for n, _ in rows}  # a repeat is never a front point
+    for number in front["trials"]:
+        assert front["repeats"].get(str(number), []) == sorted(by_original.get(number, []))
+    status = client.get("/api/studies/demo").json()
+    assert status["front"] == front["trials"]
+
+
+def test_nd_hypervolume_of_all_objectives_matches_optuna(client):
+    answer = client.get("/api/studies/demo/hypervolume").json()
+    assert [o["name"] for o in answer["objectives"]] == NAMES
+    rows = {
+        r[0]: r[5] for r in client.get("/api/studies/demo/trials?state=complete").json()["rows"]
+    }
+    signs = np.array([-1 if o["direction"] == "maximize" else 1 for o in OBJECTIVES])
+    losses = np.array([rows[n] for n in answer["trials"]]) * signs
+    ref = np.array(answer["reference"]) * signs
+    accuracy = [rows[n][2] for n in answer["trials"]]
+    assert 0 <= answer["reference"][2] < min(accuracy)  # never a negative accuracy
+    assert all(float(f"{abs(r):.2g}") == abs(r) for r in answer["reference"])  # readable
+    assert np.all(ref >= losses.max(axis=0))
+    for k in (0, len(losses) // 2, len(losses) - 1):
+        expected = compute_hypervolume(losses[: k + 1], ref)
+        assert answer["hypervolume"][k] == pytest.approx(expected, rel=1e-9)
+    box = np.prod(ref - losses.min(axis=0))
+    assert answer["normalized"][-1] == pytest.approx(answer["hypervolume"][-1] / box)
+    assert 0 < answer["normalized"][-1] <= 1
+
+
 def test_hypervolume_history_matches_optuna(client):
     answer = client.get("/api/studies/demo/hypervolume?x=loss&y=mqar_acc").json()
     rows = {
@@ -96,12 +153,10 @@ def test_hypervolume_history_matches_optuna(client):
     assert answer["trials"] == sorted(rows)
     ref = np.array([answer["reference"][0], -answer["reference"][1]])  # mqar_acc is maximised
     losses = np.array([[rows[n][0], -rows[n][2]] for n in answer["trials"]])
-    assert ref[0] > losses[:, 0].max() and ref[1] > losses[:, 1].max()
+    assert ref[0] > losses[:, 0].max() and ref[1] >= losses[:, 1].max()
     for k in (0, len(losses) // 2, len(losses) - 1):
         assert answer["hypervolume"][k] == pytest.approx(compute_hypervolume(losses[: k + 1], ref))
     assert np.all(np.diff(answer["hypervolume"]) >= 0)
-    default = client.get("/api/studies/demo/hypervolume").json()
-    assert [o["name"] for o in default["objectives"]] == NAMES[:2]
 
 
 def test_trial_detail_by_number_and_by_id(client, demo_db):
@@ -197,6 +252,15 @@ def test_pages_and_assets(client):
     assert page.status_code == 200 and "/static/study.js" in page.text
     assert client.get("/studies/demo/trials/3").status_code == 200
     assert client.get("/studies/nope").status_code == 404
+    # a shared view: axes, colour, scales and hypervolume dimensions live in the URL
+    shared = client.get("/studies/demo?x=latency_ms&y=mqar_acc&xscale=log&yscale=linear&hv=xy")
+    assert shared.status_code == 200
+    assert client.get("/studies/demo?x=latency_ms").status_code == 200
+    for bad, message in [("x=bogus", "unknown objective 'bogus'"),
+                         ("xscale=cubic", "xscale must be one of linear, log"),
+                         ("zoom=2", "unknown query parameter 'zoom'")]:
+        answer = client.get(f"/studies/demo?{bad}")
+        assert answer.status_code == 400 and escape(message) in answer.text
     assert client.get("/studies/demo/trials/9999").status_code == 404
     assert "no study &#x27;nope&#x27;" in client.get("/studies/nope").text  # escaped
     plotly_js = client.get("/vendor/plotly.min.js")
@@ -205,6 +269,9 @@ def test_pages_and_assets(client):
     headers = client.get("/").headers
     assert headers["x-frame-options"] == "DENY"
     assert "default-src 'self'" in headers["content-security-policy"]
+    assert "unsafe-eval" not in headers["content-security-policy"]
+    insight = client.get("/studies/demo/insight").headers.get_list("content-security-policy")
+    assert len(insight) == 1 and "script-src 'self' 'unsafe-eval'" in insight[0]  # WebGL only
 
 
 def test_read_only(client, demo_db):

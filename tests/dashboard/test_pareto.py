@@ -12,6 +12,8 @@ from mixnas.pareto import (
     front_2d,
     front_nd,
     hypervolume_history,
+    normalized,
+    readable_reference,
     reference_point,
     to_loss,
 )
@@ -69,3 +71,26 @@ def test_reference_point_lies_beyond_the_worst_values():
     points = [(1.0, 10.0), (3.0, 4.0), (2.0, 6.0)]
     assert reference_point(points) == pytest.approx((3.2, 10.6))
     assert reference_point([(5.0, 0.0)]) == pytest.approx((5.5, 0.1))  # no range: 10% of |worst|
+
+
+@given(st.integers(3, 4).flatmap(lambda d: points_of(d, max_size=25)).filter(bool))
+@settings(max_examples=80, deadline=None)
+def test_nd_hypervolume_history_matches_optuna_on_every_prefix(points):
+    ref = reference_point(points)
+    history = hypervolume_history(points, ref)
+    for i in range(len(points)):
+        expected = compute_hypervolume(np.asarray(points[: i + 1]), np.asarray(ref))
+        assert history[i] == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+def test_readable_reference_is_round_and_never_crosses_zero():
+    values = [(0.05, 168_305.0, -3.0), (0.95, 20_000.0, -1.0)]
+    ref = readable_reference(values, ["maximize", "minimize", "minimize"])
+    # accuracy would be 0.05 - 0.09 < 0: clipped to 0; params rounded up on the range's scale
+    assert ref == (0.0, 190_000.0, -0.8)
+    assert readable_reference([(5.0,)], ["minimize"]) == (5.5,)
+
+
+def test_normalized_hypervolume_is_a_share_of_the_box():
+    assert normalized(2.0, ideal=(0.0, 0.0), ref=(2.0, 2.0)) == 0.5
+    assert normalized(1.0, ideal=(1.0, 0.0), ref=(1.0, 2.0)) == 0.0

@@ -114,6 +114,22 @@ def test_bad_settings_are_value_errors():
         resolve_train({"schedule": "linear"})
     with pytest.raises(ValueError, match=r"'decay_frac' must be in \(0, 1\]"):
         resolve_train({"decay_frac": 0})
+    assert resolve_train({"compile": True})["compile"] is True
+    with pytest.raises(ValueError, match="'compile' must be true or false"):
+        resolve_train({"compile": "yes"})
+
+
+def test_the_optimizer_is_fused_adamw_with_the_trainer_settings():
+    from mixnas.evaluator.trainer import make_optimizer
+
+    param = torch.nn.Parameter(torch.ones(3))
+    cfg = resolve_train({"lr": 0.1, "betas": [0.8, 0.9]})
+    opt = make_optimizer([{"params": [param], "weight_decay": 0.0}], cfg, torch.device("cpu"))
+    assert isinstance(opt, torch.optim.AdamW) and opt.defaults["fused"] is True
+    assert opt.param_groups[0]["lr"] == 0.1 and opt.param_groups[0]["betas"] == (0.8, 0.9)
+    param.grad = torch.ones(3)
+    opt.step()  # Adam's first step moves each weight by lr against the gradient's sign
+    torch.testing.assert_close(param.detach(), torch.full((3,), 0.9))
 
 
 def test_schedules_warm_up_then_decay_to_min_lr():

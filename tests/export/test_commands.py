@@ -145,7 +145,7 @@ def test_export_from_arch_file_or_baseline_name(tmp_path):
         ("d_model: 16\nlayers: [{token_mixer: {type: attention, params: {heads: 3}}}]\n",
          "arch.yaml: not a valid .*layer 0 token_mixer"),
         ("nonsense_baseline\n", "arch.yaml: 'nonsense_baseline' is not a baseline"),
-        ("d_model: [\n", "arch.yaml:2: malformed YAML"),
+        ("d_model: [\n", r"arch.yaml:\d+: malformed YAML"),
         ("", "arch.yaml: not a valid architecture"),
     ],
 )
@@ -159,5 +159,5 @@ def test_bad_arch_files_are_one_line_errors(tmp_path, content, message):
 
 
 def test_unknown_arch_path_lists_baselines(tmp_path):
-    with pytest.raises(ExportError, match="no such file, nor a baseline name .*transformer"):
+    with pytest.raises(ExportError, match="neither an architecture file nor a baseline.*transformer"):
         export_from_file(tmp_path / "missing.yaml", tmp_path / "out")

@@ -9,12 +9,13 @@ import warnings
 
 import pytest
 import torch
-from ._device import DEVICE, ON_GPU, TOL
 
 import mixnas.kernels as K
 from mixnas.kernels import dispatch as D
 from mixnas.kernels import reference as R
 from mixnas.kernels import torch_ops
+
+from ._device import DEVICE, ON_GPU, TOL
 
 H100 = "NVIDIA H100 80GB HBM3"
 

@@ -5,7 +5,6 @@ path (torch ops, on CPU) close to the same numbers. The Triton ops run on the te
 import pytest
 import torch
 import torch.nn.functional as F
-from ._device import DEVICE
 
 from mixnas.kernels import reference as R
 from mixnas.kernels import triton_ops
@@ -15,6 +14,8 @@ from mixnas.kernels.flops import (
     attention_flops,
     linear_attention_flops,
 )
+
+from ._device import DEVICE
 
 
 def counted(fn, *inputs):

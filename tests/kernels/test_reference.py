@@ -8,9 +8,10 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from ._device import DEVICE
 
 from mixnas.kernels import reference as R
+
+from ._device import DEVICE
 
 DT = torch.float64
 
@@ -246,6 +247,30 @@ def test_rms_norm_swiglu_and_conv_match_naive_forms():
         R.causal_conv1d(xc, wc, activation="relu6")
 
 
+@pytest.mark.parametrize("activation", [None, "silu"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_causal_conv1d_backward_equals_the_naive_conv(activation, bias):
+    """The shifted multiply-add backward of `causal_conv1d` gives autograd's conv1d gradients
+    (float64 gradcheck too); T shorter than the kernel included."""
+    torch.manual_seed(0)
+    for T, K in ((13, 4), (2, 4), (9, 1)):
+        x, w = rand(2, T, 5).requires_grad_(), rand(5, K).requires_grad_()
+        b = rand(5).requires_grad_() if bias else None
+        leaves = [x, w] + ([b] if bias else [])
+        y, y0 = R.causal_conv1d(x, w, b, activation), R.causal_conv1d_naive(x, w, b, activation)
+        torch.testing.assert_close(y, y0)
+        grad = rand(*y.shape)
+        fast = torch.autograd.grad(y, leaves, grad)
+        naive = torch.autograd.grad(y0, leaves, grad)
+        for a, c in zip(fast, naive):
+            torch.testing.assert_close(a, c)
+        assert torch.autograd.gradcheck(
+            lambda *t: R.causal_conv1d(t[0], t[1], t[2] if bias else None, activation), leaves)
+    xf, wf = rand(2, 8, 3, dtype=torch.float32), rand(3, 4, dtype=torch.float32)
+    with torch.no_grad():
+        torch.testing.assert_close(R.causal_conv1d(xf, wf), R.causal_conv1d_naive(xf, wf))
+
+
 def test_bad_log_decay_shape_is_a_clear_error():
     q = rand(1, 4, 2, 3)
     beta = torch.rand(1, 4, 2, dtype=DT, device=DEVICE)
@@ -258,13 +283,33 @@ def test_bad_log_decay_shape_is_a_clear_error():
         R.delta_rule_step(q[:, 0], q[:, 0], q[:, 0], beta[:, 0], None, rand(3))
 
 
-@pytest.mark.parametrize("chunk", [0, -4, 32.0, True, None])
+@pytest.mark.parametrize("chunk", [0, -4, 32.0, True, "16"])
 def test_bad_chunk_size_is_a_clear_error(chunk):
     q = rand(1, 4, 2, 3)
     with pytest.raises(ValueError, match="linear_attention: chunk_size must be a positive integer"):
         R.linear_attention(q, q, q, chunk_size=chunk)
     with pytest.raises(ValueError, match="delta_rule: chunk_size must be a positive integer"):
         R.delta_rule(q, q, q, q[..., 0], chunk_size=chunk)
+
+
+def test_no_chunk_size_means_the_device_default():
+    """chunk_size None picks `default_chunk_size` (16 on a CPU, 64 on a GPU): the same numbers as
+    naming it, and the recurrent ground truth."""
+    B, T, H, D = 2, 70, 2, 8  # longer than either default: several chunks
+    q, k, v = rand(B, T, H, D), F.normalize(rand(B, T, H, D), dim=-1), rand(B, T, H, D)
+    beta, g = torch.rand(B, T, H, dtype=DT, device=DEVICE), -torch.rand(B, T, H, dtype=DT,
+                                                                       device=DEVICE)
+    C = R.default_chunk_size(q)
+    assert C < T
+    assert (R.GPU_CHUNK_SIZE if q.is_cuda else R.CPU_CHUNK_SIZE) == C
+    torch.testing.assert_close(R.linear_attention(q, k, v, g),
+                               R.linear_attention(q, k, v, g, chunk_size=C))
+    torch.testing.assert_close(R.linear_attention(q, k, v, g),
+                               R.linear_attention_recurrent(q, k, v, g))
+    torch.testing.assert_close(R.delta_rule(q, k, v, beta, g),
+                               R.delta_rule(q, k, v, beta, g, chunk_size=C))
+    torch.testing.assert_close(R.delta_rule(q, k, v, beta, g),
+                               R.delta_rule_recurrent(q, k, v, beta, g))
 
 
 @pytest.mark.parametrize("window", [1, 7, 130, 200, 299])

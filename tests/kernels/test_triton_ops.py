@@ -6,10 +6,11 @@ on purpose: T not a multiple of any block, head_dim 60, GQA 4:1 and MQA, windows
 import pytest
 import torch
 import torch.nn.functional as F
-from ._device import DEVICE, ON_GPU, TOL, gpu_only, with_gpu_dtypes
 
 from mixnas.kernels import reference as R
 from mixnas.kernels import triton_ops
+
+from ._device import DEVICE, ON_GPU, TOL, gpu_only, with_gpu_dtypes
 
 
 def rel_rms(x, ref):

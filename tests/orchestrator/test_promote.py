@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -14,6 +15,7 @@ from mixnas.orchestrator.promote import (
     promote,
     promoted_name,
     promotion_report,
+    quality_objective,
     scale_architecture,
     scale_budget,
     top_designs,
@@ -57,7 +59,7 @@ def test_width_depth_and_budget_factors_apart():
     small = arch(64, ("attention", {"heads": 4}, "swiglu"), ("mamba2", {"heads": 2}, "none"))
     wide = scale_architecture(small, scaling.width, scaling.depth)
     assert wide.d_model == 128 and len(wide.layers) == 2
-    with pytest.raises(ValueError, match="budget factor must be positive"):
+    with pytest.raises(ValueError, match="--budget: the factor must be above 0"):
         Scaling.of(2, budget=0)
 
 
@@ -109,6 +111,16 @@ def test_top_designs_rank_by_the_quality_objective():
     top = top_designs(front, Objective("accuracy", "maximize"), 2)
     assert [t["trial"] for t in top] == [1, 3]
     assert [t["trial"] for t in top_designs(front, Objective("accuracy", "minimize"), 9)] == [0, 1, 3]
+
+
+def test_the_quality_objective_is_the_first_that_is_not_a_cost():
+    study = SimpleNamespace(name="s", task={"name": "mqar"})  # the fields quality_objective reads
+    study.objectives = [Objective("state_bytes", "minimize"), Objective("accuracy", "maximize"),
+                        Objective("loss", "minimize")]
+    assert quality_objective(study).name == "accuracy"
+    study.objectives = [Objective("state_bytes", "minimize"), Objective("prefill_ms@64", "minimize")]
+    with pytest.raises(ValueError, match="no quality objective"):
+        quality_objective(study)
 
 
 def rank_correlation(small, large):

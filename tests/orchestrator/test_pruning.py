@@ -47,7 +47,9 @@ def test_split_objectives():
     objectives = [
         {"name": "accuracy", "direction": "maximize"},
         {"name": "state_bytes", "direction": "minimize"},
+        {"name": "loss", "direction": "minimize"},
+        {"name": "prefill_ms@512", "direction": "minimize"},
     ]
-    quality, costs = split_objectives(objectives, {"accuracy", "loss"})
-    assert quality == {"accuracy": "maximize"}
-    assert costs == {"state_bytes": "minimize"}
+    quality, costs = split_objectives(objectives)
+    assert quality == {"accuracy": "maximize", "loss": "minimize"}
+    assert costs == {"state_bytes": "minimize", "prefill_ms@512": "minimize"}

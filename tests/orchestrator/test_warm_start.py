@@ -7,10 +7,11 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlalchemy as sa
-from test_end_to_end import mixnas  # the CLI in a subprocess, as users run it
 
 from mixnas.orchestrator.surrogate import SCREEN_ATTR
 from mixnas.storage import StudyRecord, TrialRecord
+
+from .test_end_to_end import mixnas  # the CLI in a subprocess, as users run it
 
 REPO = Path(__file__).resolve().parents[2]
 TABULAR = REPO / "studies/spaces/tabular.yaml"

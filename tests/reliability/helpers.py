@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -153,6 +155,56 @@ def wait_until(what: str, predicate, timeout: float, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@contextlib.contextmanager
+def ray_head_process(num_cpus: int, num_gpus: int):
+    """`ray start --head` in a session and temp dir of its own, declaring `num_gpus` GPUs whether
+    or not the machine has them (Ray then schedules fractional GPUs for real); yields its
+    address and session. On exit it kills exactly that session (never `ray stop`, which would
+    stop every Ray on the machine). Drivers join it with `ray_client_env(address)`."""
+    ray_cli = shutil.which("ray")
+    if ray_cli is None:
+        import pytest
+
+        pytest.skip("the `ray` command is not installed")
+    port = free_port()
+    temp_dir = tempfile.mkdtemp(prefix="mxr")  # short: Ray puts unix sockets in it
+    log = open(f"{temp_dir}/head.log", "w")  # noqa: SIM115 - closed below
+    path = os.environ.get("PYTHONPATH")  # its workers import this checkout
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO)}
+    proc = subprocess.Popen(
+        [ray_cli, "start", "--head", "--block", f"--port={port}", f"--num-cpus={num_cpus}",
+         f"--num-gpus={num_gpus}", "--include-dashboard=false", f"--temp-dir={temp_dir}",
+         "--disable-usage-stats"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                log.flush()
+                raise RuntimeError(f"ray start failed:\n{Path(log.name).read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the Ray head did not come up in 90 s") from None
+                time.sleep(0.2)
+        yield SimpleNamespace(address=f"127.0.0.1:{port}", session=proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+        kill_session(proc.pid)
+        log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def ray_client_env(address: str) -> dict[str, str]:
+    """What a driver needs to join a test head: its address (read by `--ray-address auto`)
+    and token authentication, which `ray start --head` turns on by default."""
+    return {"RAY_ADDRESS": address, "RAY_AUTH_MODE": "token"}
 
 
 def free_port() -> int:

@@ -8,12 +8,13 @@ import ray
 
 from mixnas.errors import MixnasError
 from mixnas.orchestrator.cluster import RayRuntime, check_ray_address, trial_resources
+from mixnas.orchestrator.config import ResourcesConfig
 
 
 def test_each_trial_asks_for_a_gpu_when_the_cluster_has_one(monkeypatch):
-    assert trial_resources({"CPU": 8.0}) == {"num_cpus": 1, "num_gpus": 0}
-    assert trial_resources({"CPU": 8.0, "GPU": 0.0}) == {"num_cpus": 1, "num_gpus": 0}
-    assert trial_resources({"CPU": 8.0, "GPU": 2.0}) == {"num_cpus": 1, "num_gpus": 1}
+    assert trial_resources({"CPU": 8.0}, ResourcesConfig()) == {"num_cpus": 1, "num_gpus": 0}
+    assert trial_resources({"CPU": 8.0, "GPU": 0.0}, ResourcesConfig()) == {"num_cpus": 1, "num_gpus": 0}
+    assert trial_resources({"CPU": 8.0, "GPU": 2.0}, ResourcesConfig()) == {"num_cpus": 1, "num_gpus": 1}
     # the driver wires it into the remote function, on a cluster it joined but does not own
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 4.0})

@@ -1,11 +1,14 @@
-"""Every primitive: forward/backward, causality, step form == parallel form, state size, FLOPs."""
+"""Every primitive: forward/backward, causality, step form == parallel form, state size, FLOPs.
+
+The hand-picked cases below pin exact expectations; `check_primitive` (what `mixnas primitive
+check` runs on users' primitives) checks the same properties over each declared domain.
+"""
 
 import pytest
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
 
 from mixnas.search_space.architecture import Mixer
+from mixnas.search_space.checks import check_primitive, counted_flops, run_steps, tensor_bytes
 from mixnas.search_space.primitives.common import attention_flops
 from mixnas.search_space.registry import REGISTRY, build_mixer, get_primitive
 
@@ -66,30 +69,17 @@ def build(role, name, params):
     return build_mixer(Mixer(name, params), role, D).float()
 
 
-def run_steps(module, x):
-    state = module.init_state(x.shape[0], x.device, x.dtype)
-    outs = []
-    for t in range(x.shape[1]):
-        y, state = module.step(x[:, t], state)
-        outs.append(y)
-    return torch.stack(outs, dim=1), state
-
-
-def tensor_bytes(state):
-    """Bytes held by the tensors of a (nested) decode state; ints such as positions hold none."""
-    if isinstance(state, torch.Tensor):
-        return state.numel() * state.element_size()
-    if isinstance(state, dict):
-        return sum(tensor_bytes(v) for v in state.values())
-    if isinstance(state, (list, tuple)):
-        return sum(tensor_bytes(v) for v in state)
-    return 0
-
-
 def test_every_primitive_is_covered():
     covered = {name for _, name, _ in CASES}
     assert covered == set(REGISTRY) - {"none"}
     assert get_primitive("none").build(D) is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted({name for _, name, _ in CASES} - {"parallel"}))
+def test_every_builtin_passes_the_primitive_check(name):
+    failures = check_primitive(get_primitive(name), examples=3)
+    assert [f.line(name) for f in failures] == []
 
 
 @pytest.mark.parametrize("role,name,params", CASES, ids=IDS)
@@ -146,13 +136,6 @@ def test_attention_cache_grows_and_window_caps_it():
     assert recurrent.state_bytes(10) == recurrent.state_bytes(10_000) > 0
     mla = build("token", "mla", {"heads": 2, "kv_rank": 8, "rope_dim": 4})
     assert mla.state_bytes(100) == (8 + 4) * 100 * 2
-
-
-def counted_flops(module, x):
-    # the math SDPA backend runs attention as matmuls, which FlopCounterMode can count
-    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter, torch.no_grad():
-        module(x)
-    return counter.get_total_flops()
 
 
 # FlopCounterMode counts matmuls and convolutions as executed, and nothing else. Dense primitives

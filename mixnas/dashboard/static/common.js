@@ -30,12 +30,22 @@ const MX = (() => {
     return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
   }
 
+  // The one number format of every page: up to 4 significant digits; from 10,000 on an SI
+  // suffix with 3 (67.1k, 168k, 1.8M, 140G, as the plots' axes with exponentformat 'SI');
+  // below 0.001 an exponent (2.5e-4).
+  const SI = ['', 'k', 'M', 'G', 'T', 'P', 'E'];
   function fmt(value) {
     if (value === null || value === undefined) return '—';
     if (typeof value !== 'number') return String(value);
-    if (Number.isInteger(value)) return value.toLocaleString('en-US');
+    if (!Number.isFinite(value)) return String(value);
     const magnitude = Math.abs(value);
-    if (magnitude >= 1e5 || magnitude < 1e-3) return value.toExponential(2);
+    if (magnitude >= 1e4) {
+      let power = Math.min(SI.length - 1, Math.floor(Math.log10(magnitude) / 3));
+      let scaled = Number((value / 10 ** (3 * power)).toPrecision(3));
+      if (Math.abs(scaled) >= 1000 && power < SI.length - 1) { power += 1; scaled /= 1000; }
+      return `${scaled}${SI[power]}`;
+    }
+    if (magnitude !== 0 && magnitude < 1e-3) return value.toExponential(1).replace('.0e', 'e');
     return String(Number(value.toPrecision(4)));
   }
 
@@ -67,6 +77,22 @@ const MX = (() => {
   }
   function familyColor(fam) {
     return getComputedStyle(document.documentElement).getPropertyValue(`--fam-${fam}`).trim();
+  }
+  // A mixer's legend key, colour and label. Kinds the dashboard does not know (users' plugin
+  // primitives, docs/primitives.md) each get their own stable colour, hashed from the name.
+  function mixerKey(type) {
+    const fam = family(type);
+    return fam === 'other' ? `plugin:${type}` : fam;
+  }
+  function mixerColor(type) {
+    const key = mixerKey(type);
+    if (!key.startsWith('plugin:')) return familyColor(key);
+    let hash = 0;
+    for (const ch of type) hash = (hash * 31 + ch.charCodeAt(0)) >>> 0;
+    return `hsl(${hash % 360}, 55%, 42%)`;
+  }
+  function keyLabel(key) {
+    return key.startsWith('plugin:') ? `${key.slice(7)} (your primitive)` : FAMILY_LABELS[key] || key;
   }
 
   const enc = encodeURIComponent;
@@ -136,8 +162,17 @@ const MX = (() => {
     family: 'system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif', size: 12, color: '#1f2933',
   };
 
+  // A plot axis in the dashboard's style; numbers as `fmt` writes them (SI suffixes).
+  function axisStyle(title, extra) {
+    return Object.assign({
+      title: { text: escapeHtml(title), standoff: 8 }, gridcolor: '#eef0f3', zeroline: false,
+      linecolor: '#cbd2da', ticks: 'outside', tickcolor: '#cbd2da', exponentformat: 'SI',
+    }, extra);
+  }
+
   return {
     getJSON, el, escapeHtml, fmt, duration, badge, family, familyColor, FAMILY_LABELS, paths,
-    route, header, setLive, poll, objectiveLabel, showError, PLOT_CONFIG, PLOT_FONT,
+    mixerKey, mixerColor, keyLabel,
+    route, header, setLive, poll, objectiveLabel, showError, PLOT_CONFIG, PLOT_FONT, axisStyle,
   };
 })();

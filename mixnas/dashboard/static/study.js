@@ -1,5 +1,6 @@
-// The study page: Pareto front over two chosen objectives, hypervolume history, trials table.
-// Fronts and hypervolume come from the server; the page polls for changed trials every 2 s.
+// The study page: Pareto front over two chosen objectives (one point per design), hypervolume
+// history (all objectives or the two plotted), trials table. Fronts and hypervolume come from the
+// server; the view (axes, colour, scales) lives in the URL; the page polls changed trials every 2 s.
 'use strict';
 
 (() => {
@@ -14,8 +15,10 @@
     study: null, rows: new Map(), cursor: null, front: null, hv: null,
     sort: { key: 'number', desc: true }, page: 0,
   };
-  // Row layout of /trials (see its `fields`): number, state, baseline, mix, seconds, values.
-  const N = 0, STATE = 1, BASELINE = 2, MIX = 3, SECONDS = 4, VALUES = 5;
+  // Row layout of /trials (see its `fields`): number, state, baseline, mix, seconds, values,
+  // design (architecture hash), shape (width, depth and layer order).
+  const N = 0, STATE = 1, BASELINE = 2, MIX = 3, SECONDS = 4, VALUES = 5, DESIGN = 6, SHAPE = 7;
+  const VIEW = ['x', 'y', 'colour', 'xscale', 'yscale', 'hv'];
   const isNum = (v) => typeof v === 'number' && Number.isFinite(v);
 
   MX.header([[name, null]]);
@@ -26,7 +29,17 @@
     return view.study.objectives.findIndex((o) => o.name === objName);
   }
   function axes() {
-    return { x: $('x-axis').value, y: $('y-axis').value, colour: $('colour').value };
+    return {
+      x: $('x-axis').value, y: $('y-axis').value, colour: $('colour').value,
+      xscale: $('x-scale').value, yscale: $('y-scale').value, hv: $('hv-dims').value,
+    };
+  }
+  // The view in the URL, so that a link shows what its sender saw.
+  function saveView() {
+    const params = new URLSearchParams();
+    const current = axes();
+    for (const key of VIEW) if (current[key]) params.set(key, current[key]);
+    history.replaceState(null, '', `${location.pathname}?${params}`);
   }
 
   // -- summary ----------------------------------------------------------------------------------
@@ -56,52 +69,81 @@
 
   // -- Pareto plot ------------------------------------------------------------------------------
 
-  function customdata(row) {
-    return [row[N], escapeHtml(row[MIX] || 'no architecture'), escapeHtml(row[BASELINE] || row[STATE])];
+  // One point per design: its first complete trial stands for it, the others repeat its result.
+  function designs(rows) {
+    const byDesign = new Map();
+    for (const r of rows) {
+      if (r[STATE] !== 'complete') continue;
+      const key = r[DESIGN] || `#${r[N]}`;
+      if (!byDesign.has(key)) byDesign.set(key, []);
+      byDesign.get(key).push(r[N]);
+    }
+    for (const numbers of byDesign.values()) numbers.sort((a, b) => a - b);
+    return byDesign;
+  }
+
+  function hoverText(row, trials) {
+    const lines = [`<b>#${row[N]}</b> ${escapeHtml(row[BASELINE] || '')}`,
+      escapeHtml(row[SHAPE] || row[MIX] || 'no architecture')];
+    view.study.objectives.forEach((o, i) => lines.push(`${escapeHtml(o.name)}: ${fmt(row[VALUES][i])}`));
+    if (trials && trials.length > 1) {
+      lines.push(`design tried ${trials.length}×: ${trials.map((n) => `#${n}`).join(' ')} (#${trials[0]} trained it)`);
+    }
+    return lines.join('<br>');
   }
 
   function renderPareto() {
-    const { x, y, colour } = axes();
+    const { x, y, colour, xscale, yscale } = axes();
     const xi = objectiveIndex(x), yi = objectiveIndex(y), ci = objectiveIndex(colour);
     const dirX = view.study.objectives[xi].direction;
     const rows = [...view.rows.values()];
-    const plotted = rows.filter((r) => r[STATE] === 'complete' && isNum(r[VALUES][xi]) && isNum(r[VALUES][yi]));
+    const byDesign = designs(rows);
+    const trialsOf = (r) => byDesign.get(r[DESIGN] || `#${r[N]}`);
+    const plotted = rows.filter((r) => r[STATE] === 'complete' && trialsOf(r)[0] === r[N]
+      && isNum(r[VALUES][xi]) && isNum(r[VALUES][yi]));
     const onFront = new Set(view.front.trials);
     const front = plotted.filter((r) => onFront.has(r[N]))
       .sort((a, b) => a[VALUES][xi] - b[VALUES][xi] || a[VALUES][yi] - b[VALUES][yi]);
     const dominated = plotted.filter((r) => !onFront.has(r[N]));
     const colours = plotted.map((r) => r[VALUES][ci]).filter(isNum);
     const colourRange = ci >= 0 && colours.length ? [Math.min(...colours), Math.max(...colours)] : null;
-    const hover = `<b>#%{customdata[0]}</b> %{customdata[1]}<br>${escapeHtml(x)}: %{x}<br>`
-      + `${escapeHtml(y)}: %{y}<extra>%{customdata[2]}</extra>`;
     const marker = (points, extra) => Object.assign(colourRange ? {
       color: points.map((r) => r[VALUES][ci]), colorscale: 'Viridis', cmin: colourRange[0], cmax: colourRange[1],
     } : { color: '#6366f1' }, extra);
     const scatter = (points, label, extra) => Object.assign({
       type: 'scatter', mode: 'markers', name: label,
       x: points.map((r) => r[VALUES][xi]), y: points.map((r) => r[VALUES][yi]),
-      customdata: points.map(customdata), hovertemplate: hover,
+      customdata: points.map((r) => [r[N], hoverText(r, trialsOf(r))]),
+      hovertemplate: '%{customdata[1]}<extra></extra>',
     }, extra);
+    // a design tried more than once: a larger marker and its count beside it
+    const counted = front.filter((r) => trialsOf(r).length > 1);
 
     const traces = [
-      scatter(dominated, `dominated (${dominated.length})`, {
+      scatter(dominated, `dominated (${dominated.length} designs)`, {
         marker: marker(dominated, { size: 6, opacity: 0.32, line: { width: 0 } }),
       }),
       scatter(front, 'front', {
         mode: 'lines', hoverinfo: 'skip', hovertemplate: null, showlegend: false,
         line: { shape: dirX === 'minimize' ? 'hv' : 'vh', color: '#111827', width: 1.6 },
       }),
-      scatter(front, `Pareto front (${front.length})`, {
+      scatter(front, `Pareto front (${front.length} designs)`, {
         marker: marker(front, {
-          size: 11, line: { color: '#111827', width: 1.5 },
+          size: front.map((r) => (trialsOf(r).length > 1 ? 14 : 11)), line: { color: '#111827', width: 1.5 },
           showscale: Boolean(colourRange),
           colorbar: colourRange ? {
             title: { text: escapeHtml(MX.objectiveLabel(view.study.objectives[ci])), side: 'right' },
-            thickness: 12, len: 0.85, outlinewidth: 0,
+            thickness: 12, len: 0.85, outlinewidth: 0, exponentformat: 'SI',
           } : undefined,
         }),
       }),
     ];
+    if (counted.length) {
+      traces.push(scatter(counted, 'tried more than once', {
+        mode: 'text', text: counted.map((r) => `×${trialsOf(r).length}`), textposition: 'middle right',
+        textfont: { size: 11, color: '#111827' }, hoverinfo: 'skip', hovertemplate: null, showlegend: false,
+      }));
+    }
     const baselines = plotted.filter((r) => r[BASELINE]);
     if (baselines.length) {
       traces.push(scatter(baselines, 'baselines', {
@@ -123,18 +165,14 @@
     if (rug.length) {
       traces.push(scatter(rug, `${[...new Set(rug.map((r) => r[STATE]))].join(' / ')} (${rug.length}, no ${escapeHtml(y)})`, {
         y: rug.map(() => 0.025), yaxis: 'y2',
-        hovertemplate: `<b>#%{customdata[0]}</b> %{customdata[1]}<br>${escapeHtml(x)}: %{x}<extra>%{customdata[2]}</extra>`,
         marker: { symbol: 'x-thin-open', size: 8, line: { width: 1.5 }, color: rug.map((r) => STATE_COLORS[r[STATE]]), opacity: 0.8 },
       }));
     }
-    const axis = (objective) => ({
-      title: { text: escapeHtml(MX.objectiveLabel(objective)), standoff: 8 },
-      gridcolor: '#eef0f3', zeroline: false, linecolor: '#cbd2da', ticks: 'outside', tickcolor: '#cbd2da',
-    });
+    const axis = (objective, type) => MX.axisStyle(MX.objectiveLabel(objective), { type });
     Plotly.react('pareto', traces, {
       font: MX.PLOT_FONT, margin: { l: 64, r: 16, t: 36, b: 52 }, hovermode: 'closest',
-      plot_bgcolor: '#fff', paper_bgcolor: '#fff', uirevision: `${x}|${y}`,
-      xaxis: axis(view.study.objectives[xi]), yaxis: axis(view.study.objectives[yi]),
+      plot_bgcolor: '#fff', paper_bgcolor: '#fff', uirevision: `${x}|${y}|${xscale}|${yscale}`,
+      xaxis: axis(view.study.objectives[xi], xscale), yaxis: axis(view.study.objectives[yi], yscale),
       yaxis2: { overlaying: 'y', range: [0, 1], visible: false, fixedrange: true },
       legend: { orientation: 'h', x: 0, y: 1.02, yanchor: 'bottom', font: { size: 11.5 } },
     }, MX.PLOT_CONFIG);
@@ -145,11 +183,16 @@
         unplotted[r[STATE]] = (unplotted[r[STATE]] || 0) + 1;
       }
     }
+    const repeats = rows.filter((r) => r[STATE] === 'complete' && trialsOf(r)[0] !== r[N]).length;
+    const hidden = [[xscale, xi], [yscale, yi]].filter(([scale, i]) => scale === 'log')
+      .reduce((n, [, i]) => n + plotted.filter((r) => r[VALUES][i] <= 0).length, 0);
     const listed = Object.entries(unplotted).flatMap(([state, n], i) => [i ? ', ' : '',
       el('a', { href: '#trials', onclick: () => filterState(state) }, `${n} ${state}`)]);
     $('pareto-note').replaceChildren(
-      `${front.length} of ${plotted.length} complete trials on the front of ${x} and ${y}. `
-      + 'Click a point to open its trial.',
+      `${front.length} of ${plotted.length} designs on the front of ${x} and ${y}`
+      + (repeats ? ` (${repeats} complete trials repeat a design and are drawn as its point)` : '')
+      + '. Click a point to open the trial that trained it.'
+      + (hidden ? ` ${hidden} values ≤ 0 are off the log axis.` : ''),
       ...(listed.length ? [' Not plotted (no values): ', ...listed, '.'] : []));
   }
 
@@ -157,21 +200,23 @@
 
   function renderHypervolume() {
     const hv = view.hv;
+    const names = hv.objectives.map((o) => o.name);
     Plotly.react('hypervolume', [{
-      type: 'scatter', mode: 'lines', x: hv.trials, y: hv.hypervolume, name: 'hypervolume',
+      type: 'scatter', mode: 'lines', x: hv.trials, y: hv.normalized, name: 'hypervolume',
+      customdata: hv.hypervolume.map(fmt),
       line: { shape: 'hv', color: '#4f46e5', width: 2 }, fill: 'tozeroy', fillcolor: 'rgba(79,70,229,0.08)',
-      hovertemplate: 'after trial #%{x}: %{y:.4g}<extra></extra>',
+      hovertemplate: 'after trial #%{x}: %{y:.3f} of the box (%{customdata})<extra></extra>',
     }], {
       font: MX.PLOT_FONT, margin: { l: 64, r: 16, t: 36, b: 52 }, showlegend: false,
       plot_bgcolor: '#fff', paper_bgcolor: '#fff',
-      xaxis: { title: { text: 'trial number' }, gridcolor: '#eef0f3', zeroline: false, linecolor: '#cbd2da' },
-      yaxis: { title: { text: escapeHtml(`${hv.objectives[0].name} × ${hv.objectives[1].name}`) }, gridcolor: '#eef0f3',
-        zeroline: false, linecolor: '#cbd2da', rangemode: 'tozero' },
+      xaxis: MX.axisStyle('trial number'),
+      yaxis: MX.axisStyle(`hypervolume (${names.length}-D, share of box)`, { rangemode: 'tozero' }),
     }, MX.PLOT_CONFIG);
     $('hypervolume-note').textContent = hv.reference
-      ? `2-D hypervolume of the front after each complete trial. Reference point: `
-        + `${hv.objectives[0].name} = ${fmt(hv.reference[0])}, ${hv.objectives[1].name} = ${fmt(hv.reference[1])} `
-        + '(the worst values, pushed out by 10% of their range).'
+      ? `Hypervolume of the front of ${names.join(', ')} after each complete trial, as a share of the `
+        + 'box between the best value of each objective and the reference point '
+        + `${hv.objectives.map((o, i) => `${o.name} = ${fmt(hv.reference[i])}`).join(', ')} `
+        + '(the worst values pushed out by 10% of their range, rounded; never below 0 for values ≥ 0).'
       : 'No complete trials yet.';
   }
 
@@ -247,11 +292,11 @@
   // -- loading ----------------------------------------------------------------------------------
 
   async function loadAnalysis() {
-    const { x, y } = axes();
+    const { x, y, hv: dims } = axes();
     const q = `?x=${encodeURIComponent(x)}&y=${encodeURIComponent(y)}`;
     const [front, hv] = await Promise.all([
       getJSON(paths.api(name, `/pareto${q}`)),
-      getJSON(paths.api(name, `/hypervolume${q}`)),
+      getJSON(paths.api(name, `/hypervolume${dims === 'xy' ? q : ''}`)),
     ]);
     view.front = front;
     view.hv = hv;
@@ -279,27 +324,45 @@
 
   function fillSelectors() {
     const names = view.study.objectives.map((o) => o.name);
+    const wanted = new URLSearchParams(location.search);
+    const pick = (key, fallback, allowed) => {
+      const value = wanted.get(key);
+      return value !== null && allowed.includes(value) ? value : fallback;
+    };
     const options = (select, values, chosen) => {
       select.replaceChildren(...values.map(([value, label]) => el('option', { value, selected: value === chosen }, label)));
     };
     const pairs = names.map((n) => [n, n]);
-    options($('x-axis'), pairs, names[0]);
-    options($('y-axis'), pairs, names[1]);
-    options($('colour'), [['', 'none'], ...pairs], names[2] || '');
+    const x = pick('x', names[0], names);
+    const y = pick('y', names[1] !== x ? names[1] : names[0], names.filter((n) => n !== x));
+    options($('x-axis'), pairs, x);
+    options($('y-axis'), pairs, y);
+    options($('colour'), [['', 'none'], ...pairs], pick('colour', names.find((n) => n !== x && n !== y) || '', ['', ...names]));
+    const scales = [['linear', 'linear'], ['log', 'log']];
+    options($('x-scale'), scales, pick('xscale', 'linear', ['linear', 'log']));
+    options($('y-scale'), scales, pick('yscale', 'linear', ['linear', 'log']));
+    options($('hv-dims'), [['all', `all ${names.length} objectives`], ['xy', 'x and y only']], pick('hv', 'all', ['all', 'xy']));
     options($('state-filter'), [['', 'all'], ...STATES.map((s) => [s, s])], '');
+    const reload = async () => {
+      saveView();
+      await loadAnalysis();
+      renderPareto();
+      renderHypervolume();
+      renderTable();
+    };
     for (const id of ['x-axis', 'y-axis']) {
       $(id).addEventListener('change', async () => {
         if ($('x-axis').value === $('y-axis').value) { // keep the two axes different
           const other = id === 'x-axis' ? 'y-axis' : 'x-axis';
           $(other).value = names.find((n) => n !== $(id).value);
         }
-        await loadAnalysis();
-        renderPareto();
-        renderHypervolume();
-        renderTable();
+        await reload();
       });
     }
-    $('colour').addEventListener('change', renderPareto);
+    $('hv-dims').addEventListener('change', reload);
+    for (const id of ['colour', 'x-scale', 'y-scale']) {
+      $(id).addEventListener('change', () => { saveView(); renderPareto(); });
+    }
     for (const id of ['filter', 'state-filter', 'front-only']) {
       $(id).addEventListener('input', () => { view.page = 0; renderTable(); });
     }
@@ -312,6 +375,8 @@
         throw new Error('This page plots studies with at least two objectives.');
       }
       fillSelectors();
+      saveView();
+      $('insight-link').href = `${paths.study(name)}/insight`;
       const [trials] = await Promise.all([getJSON(paths.api(name, '/trials')), loadAnalysis()]);
       mergeRows(trials);
       renderAll();

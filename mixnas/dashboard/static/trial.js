@@ -30,10 +30,10 @@
         el('div', { class: 'params' }, paramText(mixer.params)),
         el('div', { class: 'branches' }, branches));
     }
-    const color = fam === 'none' ? null : MX.familyColor(fam);
+    const color = fam === 'none' ? null : MX.mixerColor(mixer.type);
     return el('div', {
       class: `mixer ${role} ${fam === 'none' ? 'none' : ''}`, 'data-type': mixer.type,
-      title: `${mixer.type} (${MX.FAMILY_LABELS[fam] || fam})`, style: color ? { background: color } : null,
+      title: `${mixer.type} (${MX.keyLabel(MX.mixerKey(mixer.type))})`, style: color ? { background: color } : null,
     }, el('div', { class: 'name' }, fam === 'none' ? 'no channel mixer' : mixer.type),
     el('div', { class: 'params' }, paramText(mixer.params)));
   }
@@ -51,12 +51,13 @@
       mixerBox(layer.token_mixer, 'token'), mixerBox(layer.channel_mixer, 'channel')));
     $('strip').replaceChildren(el('div', { class: 'io' }, 'embedding'), ...layers,
       el('div', { class: 'io' }, `${arch.norm} norm → LM head`));
-    const used = new Set();
-    const visit = (m) => (m.type === 'parallel' ? (m.params.branches || []).forEach(visit) : used.add(MX.family(m.type)));
+    const used = new Map();  // legend key -> a mixer type of that key
+    const visit = (m) => (m.type === 'parallel' ? (m.params.branches || []).forEach(visit)
+      : used.set(MX.mixerKey(m.type), m.type));
     arch.layers.forEach((l) => { visit(l.token_mixer); visit(l.channel_mixer); });
     used.delete('none');
-    $('legend').replaceChildren(...[...used].map((fam) => el('span', {},
-      el('i', { style: { background: MX.familyColor(fam) } }), MX.FAMILY_LABELS[fam] || fam)));
+    $('legend').replaceChildren(...[...used].map(([key, type]) => el('span', {},
+      el('i', { style: { background: MX.mixerColor(type) } }), MX.keyLabel(key))));
   }
 
   // -- tables -----------------------------------------------------------------------------------
@@ -72,7 +73,7 @@
   function kvTable(pairs, empty) {
     if (!pairs.length) return el('div', { class: 'empty' }, empty);
     return el('table', { class: 'kv' }, el('tbody', {},
-      pairs.map(([k, v]) => el('tr', {}, el('td', {}, k), el('td', { class: 'num' }, fmt(v))))));
+      pairs.map(([k, v]) => el('tr', {}, el('td', {}, k), el('td', { class: 'num' }, v instanceof Node ? v : fmt(v))))));
   }
 
   function renderTrial(t) {
@@ -91,45 +92,70 @@
     $('metrics').replaceChildren(kvTable(flatten(t.metrics), 'No metrics recorded.'));
     $('profile').replaceChildren(kvTable(flatten(t.profile), 'No profile recorded.'));
     const seconds = t.finished_at ? (new Date(t.finished_at) - new Date(t.started_at)) / 1000 : null;
+    $('decisions').replaceChildren(kvTable(Object.entries(t.params || {}),
+      t.duplicate_of !== null ? 'A reused result: the decisions are those of the trial it reused.'
+        : 'No sampled decisions (a baseline or a warm-start design).'));
+    $('decisions-note').textContent = t.params ? `${Object.keys(t.params).length} decisions` : '';
+    const link = (n) => (n === null || n === undefined ? null : el('a', { href: paths.trial(study, n) }, `#${n}`));
     const run = [['database id', t.id], ['started (UTC)', t.started_at.replace('T', ' ').slice(0, 19)],
       ['finished (UTC)', t.finished_at ? t.finished_at.replace('T', ' ').slice(0, 19) : null],
       ['wall time', MX.duration(seconds)], ['compute seconds', t.compute_seconds],
-      ['worker', t.worker], ['attempt', t.attempt], ['retry of', t.retry_of],
-      ['result reused from trial', t.duplicate_of],
+      ['worker', t.worker], ['attempt', t.attempt], ['retry of', link(t.retry_of)],
+      ['result reused from trial', link(t.duplicate_of)],
       ['steps saved by pruning', t.saved_steps], ['weights kept', t.has_weights ? 'yes' : 'no']]
       .filter(([, v]) => v !== null && v !== undefined);
     $('run').replaceChildren(kvTable(run, ''));
+    if (t.duplicate_of !== null) {
+      $('reused').replaceChildren(el('div', { class: 'notice', style: { marginBottom: '16px' } },
+        'This design was drawn again: its result is reused from ', link(t.duplicate_of),
+        ', which trained it (weights and learning curve are there).'));
+    }
     renderCurve(t.curve);
   }
 
+  // Losses (train, validation, perplexity, bits) on the left axis; accuracies and other metrics on
+  // the right one, so that a 0-1 accuracy is not flattened against a loss of 9.
+  const isLoss = (metric) => /loss|ppl|perplexity|bpb|bpc|nll/i.test(metric);
+
   function renderCurve(curve) {
     if (!curve.step.length) {
-      $('curve').replaceChildren(el('div', { class: 'empty' }, 'No learning curve recorded.'));
+      $('curve').replaceChildren(el('div', { class: 'empty' },
+        'No learning curve recorded (a reused result has its curve at the trial that trained it).'));
       return;
     }
+    const tokens = curve.tokens.map(fmt);
     const traces = [{
-      type: 'scatter', mode: 'lines', name: 'train loss', x: curve.step, y: curve.train_loss,
-      customdata: curve.tokens, line: { color: '#4f46e5', width: 2 },
-      hovertemplate: 'step %{x} (%{customdata:,} tokens)<br>train loss %{y:.4f}<extra></extra>',
+      type: 'scatter', mode: 'lines+markers', name: 'train loss', x: curve.step, y: curve.train_loss,
+      customdata: tokens, line: { color: '#4f46e5', width: 2 }, marker: { size: 4 },
+      hovertemplate: 'step %{x} (%{customdata} tokens)<br>train loss %{y:.4f}<extra></extra>',
     }];
     const palette = ['#059669', '#d97706', '#db2777', '#0891b2', '#7c3aed'];
-    Object.entries(curve.metrics).forEach(([metric, ys], i) => traces.push({
-      type: 'scatter', mode: 'lines+markers', name: MX.escapeHtml(metric), x: curve.step, y: ys, connectgaps: true,
-      line: { color: palette[i % palette.length], width: 1.5, dash: 'dot' }, marker: { size: 7 },
-      hovertemplate: `step %{x}<br>${MX.escapeHtml(metric)} %{y:.4f}<extra></extra>`,
-    }));
-    const rungs = curve.step.filter((_, i) => curve.rung[i] !== null);
+    let right = false;
+    Object.entries(curve.metrics).forEach(([metric, ys], i) => {
+      const loss = isLoss(metric);
+      right = right || !loss;
+      traces.push({
+        type: 'scatter', mode: 'lines+markers', name: MX.escapeHtml(metric), x: curve.step, y: ys,
+        connectgaps: true, yaxis: loss ? 'y' : 'y2',
+        line: { color: palette[i % palette.length], width: 1.5, dash: loss ? 'dot' : 'solid' }, marker: { size: 5 },
+        hovertemplate: `step %{x}<br>${MX.escapeHtml(metric)} %{y:.4f}<extra></extra>`,
+      });
+    });
+    const rungs = curve.step.map((step, i) => [step, curve.rung[i]]).filter(([, rung]) => rung !== null);
     Plotly.react('curve', traces, {
-      font: MX.PLOT_FONT, margin: { l: 56, r: 16, t: 28, b: 48 }, hovermode: 'x unified',
+      font: MX.PLOT_FONT, margin: { l: 56, r: 56, t: 28, b: 48 }, hovermode: 'x unified',
       plot_bgcolor: '#fff', paper_bgcolor: '#fff',
-      xaxis: { title: { text: 'step' }, gridcolor: '#eef0f3', zeroline: false, linecolor: '#cbd2da' },
-      yaxis: { title: { text: 'loss' }, gridcolor: '#eef0f3', zeroline: false, linecolor: '#cbd2da' },
+      xaxis: MX.axisStyle('step'),
+      yaxis: MX.axisStyle('loss'),
+      yaxis2: right ? MX.axisStyle('accuracy / metric', { overlaying: 'y', side: 'right', showgrid: false }) : undefined,
       legend: { orientation: 'h', x: 0, y: 1.02, yanchor: 'bottom' },
-      shapes: rungs.map((step) => ({ type: 'line', x0: step, x1: step, yref: 'paper', y0: 0, y1: 1,
+      shapes: rungs.map(([step]) => ({ type: 'line', x0: step, x1: step, yref: 'paper', y0: 0, y1: 1,
         line: { color: '#9ca3af', width: 1, dash: 'dash' } })),
-      annotations: rungs.map((step, i) => ({ x: step, yref: 'paper', y: 1, text: `rung ${i}`,
+      annotations: rungs.map(([step, rung]) => ({ x: step, yref: 'paper', y: 1, text: `rung ${rung}`,
         showarrow: false, yanchor: 'bottom', font: { size: 10.5, color: '#6b7785' } })),
     }, MX.PLOT_CONFIG);
+    $('curve-note').textContent = `${curve.step.length} evaluations`
+      + (rungs.length ? `, ${rungs.length} of them pruning rungs (dashed)` : '');
   }
 
   // -- code -------------------------------------------------------------------------------------

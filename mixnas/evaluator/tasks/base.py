@@ -8,6 +8,7 @@ loss and accuracy are computed over answers only.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, NoReturn
@@ -18,6 +19,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 IGNORE = -100
+
+# Upper limits of task settings (by name, whichever task has them): a task builds its data when
+# a study is checked, so a huge setting must be refused before it allocates anything.
+SETTING_LIMITS: dict[str, int] = {
+    "vocab_size": 1 << 20, "noise_vocab_size": 1 << 20, "seq_len": 1 << 16, "num_train": 1 << 20,
+    "num_test": 1 << 18, "num_val": 1 << 18, "num_kv_pairs": 1 << 14, "num_keys": 1 << 14,
+    "motif_size": 1 << 10, "num_tokens_to_copy": 1 << 14, "bottleneck": 1 << 16,
+    "decoder_hidden": 1 << 16, "max_bytes": 1 << 40, "data_seed": (1 << 32) - 1,
+}
+MAX_SPLIT_TOKENS = 1 << 27  # examples x length of one generated split (1 GiB of int64)
 
 Predict = Callable[[torch.Tensor], torch.Tensor]  # inputs (B, T) -> logits aligned with targets
 
@@ -51,14 +62,26 @@ class Task:
         self.settings = {**self.defaults, **settings}
 
     def setting(self, key: str, kind: type = int, low: float | None = None) -> Any:
-        """A setting checked for type and lower bound; errors name the task and the setting."""
+        """A setting checked for type, lower bound and `SETTING_LIMITS`; errors name the task and
+        the setting."""
         value = self.settings[key]
         kinds = (int, float) if kind is float else (kind,)
         if isinstance(value, bool) != (kind is bool) or not isinstance(value, kinds):
             self.fail(f"setting '{key}' must be {kind.__name__}, got {value!r}")
+        if kind is float and not math.isfinite(value):
+            self.fail(f"setting '{key}' must be a finite number, got {value!r}")
         if low is not None and value < low:
             self.fail(f"setting '{key}' must be >= {low}, got {value!r}")
+        high = SETTING_LIMITS.get(key)
+        if high is not None and value > high:
+            self.fail(f"setting '{key}' must be at most {high:,}, got {value!r}")
         return kind(value)
+
+    def check_split_size(self, n: int, seq_len: int) -> None:
+        """Refuse a split too large to generate in memory (`MAX_SPLIT_TOKENS`)."""
+        if n * seq_len > MAX_SPLIT_TOKENS:
+            self.fail(f"{n:,} examples of length {seq_len:,} are more than {MAX_SPLIT_TOKENS:,} "
+                      "tokens in memory; lower num_train, num_test or seq_len")
 
     @classmethod
     def metric_names_for(cls, settings: dict[str, Any]) -> list[str]:

@@ -50,7 +50,9 @@ class MadTask(Task):
         self.test = self.generate(np.random.default_rng([seed, 1]), self.num_examples("num_test"))
 
     def num_examples(self, key: str) -> int:
-        return self.setting(key, int, 1)
+        n = self.setting(key, int, 1)
+        self.check_split_size(n, self.seq_len)
+        return n
 
     def check(self) -> None:
         """Validate the settings that depend on each other."""

@@ -43,14 +43,16 @@ class MQAR(Task):
             self.fail(f"power_a must be in (0, 1], got {self.power_a}")
         self.random_non_queries = self.setting("random_non_queries", bool)
         lens = self.settings["test_seq_lens"]
-        if not isinstance(lens, list) or not all(type(t) is int for t in lens):
-            self.fail(f"setting 'test_seq_lens' must be a list of ints, got {lens!r}")
+        if not isinstance(lens, list) or not all(type(t) is int for t in lens) or len(lens) > 16:
+            self.fail(f"setting 'test_seq_lens' must be a list of at most 16 ints, got {lens!r}")
         self.test_seq_lens = list(lens)
+        n_train, n_test = self.setting("num_train", int, 1), self.setting("num_test", int, 1)
+        self.check_split_size(n_train, self.seq_len)
         for seq_len in [self.seq_len, *lens]:
             self._check_length(seq_len)
+            self.check_split_size(n_test, seq_len)
         seed = self.setting("data_seed", int, 0)
-        self.train = self.generate(seed, 0, self.setting("num_train", int, 1), self.seq_len)
-        n_test = self.setting("num_test", int, 1)
+        self.train = self.generate(seed, 0, n_train, self.seq_len)
         self.test = self.generate(seed, 1, n_test, self.seq_len)
         self.extra = {str(t): self.generate(seed, 2 + i, n_test, t) for i, t in enumerate(lens)}
 

@@ -4,9 +4,15 @@ every past key and value for full attention, only the last `window` for sliding 
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from mixnas.kernels import attention
-from mixnas.search_space.primitives.common import apply_rope, attention_flops
+from mixnas.search_space.primitives.common import (
+    apply_rope,
+    attention_flops,
+    rope_tables,
+    rotate,
+)
 from mixnas.search_space.registry import ParamSpec, PrimitiveSpec, register
 
 
@@ -27,8 +33,20 @@ class Attention(nn.Module):
         self.kv_proj = nn.Linear(d_model, 2 * kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(d_model, d_model, bias=False)
 
-    def _qkv(self, x, positions):
+    def _qkv(self, x, positions=None):
+        """q (B, T, H, hd), k and v (B, T, Hkv, hd); RoPE at `positions` (T,), or at 0..T-1 from
+        the cached tables when None."""
         B, T, _ = x.shape
+        H, Hkv = self.heads, self.kv_heads
+        if positions is None:  # one matmul for q, k and v, and one rotation for q and k
+            weight = torch.cat([self.q_proj.weight, self.kv_proj.weight])
+            qkv = F.linear(x, weight).view(B, T, H + 2 * Hkv, self.head_dim)
+            qk, v = qkv[:, :, : H + Hkv], qkv[:, :, H + Hkv :]
+            if self.use_rope:
+                cos, sin = rope_tables(T, self.head_dim, self.rope_base, x.device)
+                qk = rotate(qk, cos, sin)
+            q, k = qk.split([H, Hkv], dim=2)
+            return q, k, v
         q = self.q_proj(x).view(B, T, self.heads, self.head_dim)
         k, v = self.kv_proj(x).view(B, T, 2, self.kv_heads, self.head_dim).unbind(2)
         if self.use_rope:
@@ -38,7 +56,7 @@ class Attention(nn.Module):
 
     def forward(self, x):
         B, T, _ = x.shape
-        q, k, v = self._qkv(x, torch.arange(T, device=x.device))
+        q, k, v = self._qkv(x)
         o = attention(q, k, v, causal=True, window=self.window)
         return self.o_proj(o.reshape(B, T, self.d_model))
 

@@ -4,6 +4,7 @@ Like every primitive module this file is self-contained (torch, math and `mixnas
 name only), because export copies these classes' source into standalone model files.
 """
 
+import functools
 import math
 
 import torch
@@ -38,7 +39,24 @@ def apply_rope(x, positions, base=10000.0):
     half = x.shape[-1] // 2
     inv_freq = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
     angles = positions.to(torch.float32)[:, None] * inv_freq[None, :]  # (T, half)
-    cos, sin = angles.cos()[None, :, None, :], angles.sin()[None, :, None, :]
+    return rotate(x, angles.cos()[None, :, None, :], angles.sin()[None, :, None, :])
+
+
+@functools.lru_cache(maxsize=64)
+def rope_tables(seq_len, dim, base, device):
+    """cos and sin (1, seq_len, 1, dim // 2) of `apply_rope` at positions 0..seq_len-1, cached:
+    a training step would otherwise recompute the same tables for q and k of every layer. Built
+    outside inference mode, so that tables first made while decoding still serve training."""
+    with torch.inference_mode(False), torch.no_grad():
+        half = dim // 2
+        inv_freq = base ** (-torch.arange(half, device=device, dtype=torch.float32) / half)
+        angles = torch.arange(seq_len, device=device, dtype=torch.float32)[:, None] * inv_freq
+        return angles.cos()[None, :, None, :], angles.sin()[None, :, None, :]
+
+
+def rotate(x, cos, sin):
+    """x (B, T, H, D) rotated by angle tables cos, sin (1, T, 1, D // 2), in float32."""
+    half = x.shape[-1] // 2
     x1, x2 = x[..., :half].float(), x[..., half:].float()
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
 
