@@ -71,7 +71,10 @@ def build(role, name, params):
 
 def test_every_primitive_is_covered():
     covered = {name for _, name, _ in CASES}
-    assert covered == set(REGISTRY) - {"none"}
+    # built-ins only: plugin tests in the same session register primitives of their own
+    builtin = {name for name, spec in REGISTRY.items()
+               if getattr(spec.build, "__module__", "").startswith("mixnas.search_space")}
+    assert covered == builtin - {"none"}
     assert get_primitive("none").build(D) is None
 
 
