@@ -154,8 +154,6 @@ def cmd_study_resume(args) -> int:
 def _apply_driver_options(config, args, **more) -> None:
     """--workers, --gpus-per-trial, --cpus-per-trial (and `more`, e.g. n_trials) over the study's
     own settings, bounded as the study file's are (config None: only check)."""
-    from mixnas.orchestrator.config import check_overrides
-
     check_overrides(config, workers=args.workers, gpus_per_trial=args.gpus_per_trial,
                     cpus_per_trial=args.cpus_per_trial, **more)
 
@@ -266,7 +264,6 @@ def cmd_study_pareto(args) -> int:
 
 
 def cmd_study_promote(args) -> int:
-    from mixnas.orchestrator.config import check_overrides
     from mixnas.orchestrator.progress import LiveProgress
     from mixnas.orchestrator.promote import Scaling, promote, promoted_name
 
@@ -325,3 +322,36 @@ def _print_promotion(console: Console, report: dict) -> None:
             f"{v['pick_small']:.4g} small, {v['pick_large']:.4g} large) {outcome} the best "
             f"baseline at the large scale ({v['best_baseline']}: {v['best_baseline_large']:.4g}) "
             f"by {v['margin']:+.4g}; it ranks {v['pick_rank_large']} of {v['designs']} there.")
+
+
+def check_overrides(config, **values: float | None) -> None:
+    """Check command-line overrides against what a study file may say and apply them to `config`
+    (None: only check, for a study not loaded yet).
+
+    Args:
+        config: The study's settings, or None.
+        values: `workers=`, `n_trials=` (bounded by `LIMITS`), `gpus_per_trial=`,
+            `cpus_per_trial=` (checked by `check_resource`, applied to `config.resources`);
+            a None value is no override.
+
+    Raises:
+        ConfigError: `--workers: must be at most 1,024, got ...`.
+    """
+    from mixnas.errors import ConfigError
+    from mixnas.orchestrator.config import LIMITS, check_resource
+
+    for key, value in values.items():
+        if value is None:
+            continue
+        flag = f"--{key.replace('_', '-')}"
+        if key in ("gpus_per_trial", "cpus_per_trial"):
+            problem = check_resource(key, value)
+            if problem:
+                raise ConfigError(f"{flag}: {problem}")
+            target = config.resources if config is not None else None
+        else:
+            if value > LIMITS[key]:
+                raise ConfigError(f"{flag}: must be at most {LIMITS[key]:,}, got {value:,}")
+            target = config
+        if target is not None:
+            setattr(target, key, value)

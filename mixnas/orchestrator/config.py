@@ -370,36 +370,6 @@ def _check_sampler(config: StudyConfig, top: _Reader) -> None:
         top.fail(f"sampler_options: {first_line(exc)}", top.line_of("sampler_options"))
 
 
-def check_overrides(config: StudyConfig | None, **values: float | None) -> None:
-    """Check command-line overrides against what a study file may say and apply them to `config`
-    (None: only check, for a study not loaded yet).
-
-    Args:
-        config: The study's settings, or None.
-        values: `workers=`, `n_trials=` (bounded by `LIMITS`), `gpus_per_trial=`,
-            `cpus_per_trial=` (checked by `check_resource`, applied to `config.resources`);
-            a None value is no override.
-
-    Raises:
-        ConfigError: `--workers: must be at most 1,024, got ...`.
-    """
-    for key, value in values.items():
-        if value is None:
-            continue
-        flag = f"--{key.replace('_', '-')}"
-        if key in ("gpus_per_trial", "cpus_per_trial"):
-            problem = check_resource(key, value)
-            if problem:
-                raise ConfigError(f"{flag}: {problem}")
-            target = config.resources if config is not None else None
-        else:
-            if value > LIMITS[key]:
-                raise ConfigError(f"{flag}: must be at most {LIMITS[key]:,}, got {value:,}")
-            target = config
-        if target is not None:
-            setattr(target, key, value)
-
-
 def _read_budget(path: Path, top: _Reader) -> dict[str, Any]:
     b = _Reader(path, top.get("budget", dict), "'budget'", top.line_of("budget"))
     b.check_keys({"steps", "tokens", "eval_every"})

@@ -69,7 +69,7 @@ def test_resources_default_to_what_the_cluster_allows(tmp_path):
 
 
 def test_command_line_overrides_are_bounded_and_applied(tmp_path):
-    from mixnas.orchestrator.config import check_overrides
+    from mixnas.commands.study import check_overrides
 
     config = load_study_config(write(tmp_path, GOOD), validate_names=False)
     check_overrides(config, workers=4, n_trials=None, gpus_per_trial=0.25, cpus_per_trial=2.0)

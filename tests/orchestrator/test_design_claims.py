@@ -50,6 +50,7 @@ class FakeRay:
 
     def __init__(self, trained: list[str], lock: threading.Lock):
         self.trained, self.lock, self.due = trained, lock, {}
+        self.workers, self.per_trial = 2, {"num_cpus": 1.0, "num_gpus": 0.0}  # the study file's
 
     def start(self):
         pass

@@ -364,8 +364,13 @@ def template_db(tmp_path_factory) -> Path:
     (where / "other.yaml").write_text(STUDY.replace("name: hostile", "name: other"))
     config = load_study_config(where / "other.yaml")
     config.storage = f"sqlite:///{where}/existing.db"
-    create_study(config).storage.close()
+    handle = create_study(config)
+    handle.storage.close()
+    handle.optuna_storage.engine.dispose()
     get_engine.cache_clear()
+    # copies of the file must hold every row: fold a write-ahead log back into it
+    with sqlite3.connect(where / "existing.db") as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return where / "existing.db"
 
 
