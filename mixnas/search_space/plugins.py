@@ -156,6 +156,9 @@ def _execute(plugin: PluginSource) -> PluginSource:
     before = set(registry.ORIGIN)
     module = types.ModuleType(plugin.module)
     module.__file__ = plugin.path or None
+    # a spec, so that importlib.util.find_spec(name) still works once it sits in sys.modules
+    module.__spec__ = importlib.util.spec_from_loader(plugin.module, None,
+                                                      origin=plugin.path or None)
     module.__package__ = plugin.module.rpartition(".")[0]  # relative imports of a package module
     previous = sys.modules.get(plugin.module)
     sys.modules[plugin.module] = module  # dataclasses and pickling look classes up there
