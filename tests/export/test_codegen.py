@@ -20,7 +20,8 @@ from mixnas.search_space.model import build_model
 from .helpers import import_generated, registry_architecture
 
 REPO = Path(__file__).resolve().parents[2]
-ALLOWED_IMPORTS = {"__future__", "dataclasses", "json", "math", "os", "typing", "torch", "safetensors"}
+ALLOWED_IMPORTS = {"__future__", "dataclasses", "functools", "json", "math", "os", "typing", "torch",
+                   "safetensors"}
 
 
 def _tiny(name=None, token="attention", channel="swiglu") -> Architecture:
