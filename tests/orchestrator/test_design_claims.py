@@ -15,21 +15,9 @@ from mixnas.orchestrator.study import create_study, load_study
 from mixnas.orchestrator.trials import TrialResult
 from mixnas.search_space import Architecture
 
-SPACE = """\
-name: two-designs
-architecture:
-  d_model: {choice: [16, 32]}
-  depth: 1
-  norm: rms
-  tie_embeddings: true
-  layers: stack
-rules:
-  stack:
-    - motif: [layer]
-  layer:
-    token_mixer: {primitive: attention, params: {heads: 1}}
-    channel_mixer: {primitive: none}
-"""
+from ..reliability.test_two_drivers import TWO_DESIGNS
+
+SPACE = TWO_DESIGNS  # the same two-design grammar as the two-driver Ray tests
 STUDY = """\
 name: claims
 search_space: two.yaml
