@@ -120,17 +120,22 @@ def front_nd(points: Sequence[tuple[float, ...]]) -> list[int]:
 def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -> float:
     """Volume that loss `points` dominate, bounded by `reference` (points beyond it add nothing).
 
-    Exact: a sweep in 2-D, slicing along the last objective above that (fine for the fronts of a
-    few hundred points that studies and benchmarks produce).
+    Exact: a sweep in 2-D, a grid in 3-D (`_volume_3d`), slicing along the last objective above
+    that down to 3-D (fine for the fronts of a few hundred points that studies produce).
 
     Raises:
         ValueError: A point has another number of objectives than `reference`.
     """
-    ref = tuple(float(r) for r in reference)
-    pts = [tuple(float(x) for x in p) for p in points]
-    if any(len(p) != len(ref) for p in pts):
+    ref = np.asarray(reference, dtype=float).reshape(-1)
+    pts = np.asarray(points, dtype=float)
+    if pts.size == 0:
+        return 0.0
+    if pts.ndim != 2 or pts.shape[1] != len(ref):
         raise ValueError(f"every point needs {len(ref)} objectives")
-    return _volume([p for p in pts if all(x < r for x, r in zip(p, ref))], ref)
+    inside = pts[np.all(pts < ref, axis=1)]
+    if len(ref) == 3 and 0 < len(inside) <= GRID_3D_MAX:
+        return _volume_3d(inside, ref)
+    return _volume([tuple(p) for p in inside.tolist()], tuple(ref.tolist()))
 
 
 def _volume(pts: list[tuple[float, ...]], ref: tuple[float, ...]) -> float:
@@ -146,6 +151,8 @@ def _volume(pts: list[tuple[float, ...]], ref: tuple[float, ...]) -> float:
             next_x = pts[i + 1][0] if i + 1 < len(pts) else ref[0]
             area += (next_x - x) * (ref[1] - best_y)
         return area
+    if len(ref) == 3 and len(pts) <= GRID_3D_MAX:
+        return _volume_3d(np.asarray(pts, dtype=float), np.asarray(ref, dtype=float))
     pts = sorted(pts, key=lambda p: p[-1])
     volume = 0.0
     for i, p in enumerate(pts):
@@ -153,6 +160,33 @@ def _volume(pts: list[tuple[float, ...]], ref: tuple[float, ...]) -> float:
         if upper > p[-1]:
             volume += (upper - p[-1]) * _volume([q[:-1] for q in pts[: i + 1]], ref[:-1])
     return volume
+
+
+# Above this many points the 3-D grid's n x n matrix (8 n^2 bytes) gives way to slicing.
+GRID_3D_MAX = 2048
+
+
+def _volume_3d(points: np.ndarray, ref: np.ndarray) -> float:
+    """Exact 3-D hypervolume of loss `points` (n, 3), all strictly inside `ref` (3,): O(n^2).
+
+    The x and y coordinates of the points cut the (x, y) plane into an n x n grid of cells; cell
+    (i, j), between the i-th and (i+1)-th smallest x and the j-th and (j+1)-th smallest y (the
+    last cells end at the reference), is covered up to the lowest z of the points whose x-rank
+    is <= i and y-rank <= j. That height is a running maximum of `ref_z - z` over both ranks, so
+    the volume is `dx @ H @ dy`. Dominated points and ties need no care: they only add cells of
+    zero width or heights already reached.
+    """
+    n = len(points)
+    by_x, by_y = np.argsort(points[:, 0]), np.argsort(points[:, 1])
+    y_rank = np.empty(n, dtype=int)
+    y_rank[by_y] = np.arange(n)
+    heights = np.zeros((n, n))
+    heights[np.arange(n), y_rank[by_x]] = ref[2] - points[by_x, 2]
+    np.maximum.accumulate(heights, axis=0, out=heights)
+    np.maximum.accumulate(heights, axis=1, out=heights)
+    dx = np.diff(np.append(points[by_x, 0], ref[0]))
+    dy = np.diff(np.append(points[by_y, 1], ref[1]))
+    return float(dx @ heights @ dy)
 
 
 def reference_point(points: Sequence[Sequence[float]], margin: float = 0.1) -> tuple[float, ...]:
@@ -209,7 +243,7 @@ def hypervolume_history(
     2-D: the running front is kept sorted by the first objective (so the second strictly
     decreases); a new point is dominated only by its left neighbour or by a point with the same
     first value, and the points it dominates are contiguous to its right. More objectives: a new
-    non-dominated point adds its `hypervolume_improvement` over the running front. Repeats of a
+    non-dominated point adds its improvement over the running front (`_improvement`). Repeats of a
     design change nothing.
     """
     if len(ref) != 2:
@@ -236,17 +270,42 @@ def hypervolume_history(
 
 def _history_nd(points: Sequence[Sequence[float]], ref: Sequence[float]) -> list[float]:
     reference = np.asarray(ref, dtype=float)
-    front = np.empty((0, len(reference)))
-    volume = 0.0
-    history = []
-    for point in np.asarray(points, dtype=float).reshape(-1, len(reference)):
-        inside = bool(np.all(point < reference))
-        if inside and not np.any(np.all(front <= point, axis=1)):
-            volume += float(hypervolume_improvement(point[None, :], front, reference)[0])
-            keep = ~np.all(point <= front, axis=1)
-            front = np.vstack([front[keep], point])
-        history.append(volume)
-    return history
+    points = np.asarray(points, dtype=float).reshape(-1, len(reference))
+    inside = np.all(points < reference, axis=1)
+    front = np.empty_like(points)  # the running front is front[:size]
+    size, volume = 0, 0.0
+    history = np.empty(len(points))
+    for i, point in enumerate(points):
+        if inside[i] and not (front[:size] <= point).all(axis=1).any():
+            current = front[:size]
+            volume += _improvement(point, current, reference)
+            kept = current[~(point <= current).all(axis=1)]
+            size = len(kept)
+            front[:size], front[size] = kept, point
+            size += 1
+        history[i] = volume
+    return history.tolist()
+
+
+def _improvement(point: np.ndarray, front: np.ndarray, ref: np.ndarray) -> float:
+    """The volume `point` (inside `ref`) adds to `front`: its box less the front clipped to the
+    box. Clipped, a front of hundreds keeps a handful of minimal points (`_weakly_minimal`)."""
+    box = float(np.prod(ref - point))
+    if not len(front):
+        return box
+    return max(box - hypervolume(_weakly_minimal(np.maximum(front, point)), ref), 0.0)
+
+
+def _weakly_minimal(points: np.ndarray) -> np.ndarray:
+    """The points (n, m) no other point weakly dominates, repeats kept once: in lexicographic
+    order the first point is minimal, and every later point it weakly dominates goes. Cost
+    O(n * result), so it suits sets with small fronts (as clipped ones)."""
+    rest = points[np.lexsort(points.T[::-1])]
+    kept = []
+    while len(rest):
+        kept.append(rest[0])
+        rest = rest[1:][~(rest[0] <= rest[1:]).all(axis=1)]
+    return np.asarray(kept).reshape(-1, points.shape[1])
 
 
 def normalized(volume: float, ideal: Sequence[float], ref: Sequence[float]) -> float:
@@ -268,10 +327,8 @@ def hypervolume_improvement(points: np.ndarray, front: np.ndarray,
     ref = np.asarray(reference, dtype=float)
     if points.shape[1] == 2:
         return _improvement_2d(points, front, ref)
-    box = np.prod(np.clip(ref - points, 0.0, None), axis=1)
-    clipped = [hypervolume(np.maximum(front, p), ref) if b > 0 else 0.0
-               for p, b in zip(points, box)]
-    return np.maximum(box - np.asarray(clipped), 0.0)
+    front = front[np.all(front < ref, axis=1)]
+    return np.asarray([_improvement(p, front, ref) if np.all(p < ref) else 0.0 for p in points])
 
 
 def _improvement_2d(points: np.ndarray, front: np.ndarray, ref: np.ndarray) -> np.ndarray:

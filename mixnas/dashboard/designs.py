@@ -26,6 +26,7 @@ FAMILY_RULES = [
 PLACEMENTS = ("no attention", "first", "middle", "last", "interleaved", "all attention")
 
 
+@lru_cache(maxsize=1024)
 def family(mixer_type: str) -> str:
     """The family of a primitive by its name ('gated_deltanet' -> 'delta'); 'other' if none."""
     for pattern, name in FAMILY_RULES:
@@ -57,16 +58,39 @@ def _token_types(mixer: dict) -> list[str]:
 
 
 @lru_cache(maxsize=65536)
-def describe(arch_json: str | None) -> Design | None:
-    """The `Design` of an architecture's canonical JSON; None without one or if unreadable."""
+def token_layers(arch_json: str | None) -> tuple[int, list[list[str]]] | None:
+    """(d_model, token mixer types per layer) of an architecture's canonical JSON, parsed once
+    for every view; None without one or if unreadable (one bad row must not break a page)."""
     if not arch_json:
         return None
     try:
         arch = json.loads(arch_json)
         layers = [_token_types(layer["token_mixer"]) for layer in arch["layers"]]
-        d_model = int(arch["d_model"])
-    except (ValueError, KeyError, TypeError):  # one bad row must not break a page
+        return int(arch["d_model"]), layers
+    except (ValueError, KeyError, TypeError):
         return None
+
+
+@lru_cache(maxsize=65536)
+def mix_label(arch_json: str | None) -> str:
+    """'attention×1 gated_deltanet×3': the token mixers of an architecture, counted like
+    `Architecture.mixer_counts` (parallel branches separately)."""
+    if not arch_json:
+        return ""
+    parsed = token_layers(arch_json)
+    if parsed is None:
+        return "(unreadable architecture)"
+    counts = Counter(t for types in parsed[1] for t in types)
+    return " ".join(f"{name}×{n}" for name, n in sorted(counts.items()))
+
+
+@lru_cache(maxsize=65536)
+def describe(arch_json: str | None) -> Design | None:
+    """The `Design` of an architecture's canonical JSON; None without one or if unreadable."""
+    parsed = token_layers(arch_json)
+    if parsed is None:
+        return None
+    d_model, layers = parsed
     order = tuple(t[0] if len(t) == 1 else f"parallel({'+'.join(t)})" for t in layers)
     weights: Counter[str] = Counter()
     for types in layers:

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any, NamedTuple
 
 from mixnas import pareto
 from mixnas.dashboard import insight
-from mixnas.dashboard.designs import Design, describe
+from mixnas.dashboard.designs import Design, describe, mix_label
 from mixnas.errors import StudyNotFound
 from mixnas.storage import TRIAL_STATES, RDBStorage, StudyRecord
 
@@ -38,24 +36,6 @@ def iso(moment: datetime | None) -> str | None:
 def finite(value: Any) -> Any:
     """JSON has no inf/nan: send them as null."""
     return value if not isinstance(value, float) or math.isfinite(value) else None
-
-
-@lru_cache(maxsize=65536)
-def mix_label(arch_json: str | None) -> str:
-    """'attention×1 gated_deltanet×3': the token mixers of an architecture, counted like
-    `Architecture.mixer_counts` (parallel branches separately), read from the JSON directly
-    because importing `mixnas.search_space` loads torch."""
-    if not arch_json:
-        return ""
-    counts: Counter[str] = Counter()
-    try:
-        for layer in json.loads(arch_json)["layers"]:
-            mixer = layer["token_mixer"]
-            parallel = mixer["type"] == "parallel"
-            counts.update(m["type"] for m in (mixer["params"]["branches"] if parallel else [mixer]))
-    except (ValueError, KeyError, TypeError):  # one bad row must not break the study page
-        return "(unreadable architecture)"
-    return " ".join(f"{name}×{n}" for name, n in sorted(counts.items()))
 
 
 class Row(NamedTuple):

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from optuna._hypervolume import compute_hypervolume
 
+from mixnas import pareto
 from mixnas.pareto import (
     front_2d,
     front_nd,
@@ -81,6 +82,23 @@ def test_nd_hypervolume_history_matches_optuna_on_every_prefix(points):
     for i in range(len(points)):
         expected = compute_hypervolume(np.asarray(points[: i + 1]), np.asarray(ref))
         assert history[i] == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+@given(points_of(3, max_size=60), st.tuples(*[st.integers(2, 7).map(float)] * 3))
+@settings(max_examples=150, deadline=None)
+def test_3d_grid_volume_matches_optuna_and_slicing(points, ref):
+    # the reference cuts through the points: some lie on or beyond it and add nothing
+    expected = compute_hypervolume(
+        np.asarray([p for p in points if all(x < r for x, r in zip(p, ref))] or [ref]),
+        np.asarray(ref),
+    )
+    assert pareto.hypervolume(points, ref) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    grid_max = pareto.GRID_3D_MAX
+    try:
+        pareto.GRID_3D_MAX = 0  # the slicing path that large fronts take
+        assert pareto.hypervolume(points, ref) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    finally:
+        pareto.GRID_3D_MAX = grid_max
 
 
 def test_readable_reference_is_round_and_never_crosses_zero():
