@@ -46,6 +46,9 @@ NUMBER_SETTINGS = tuple(k for k, v in DEFAULT_TRAIN.items() if isinstance(v, flo
 # Upper limits, refused before any work starts: a budget beyond them would run for months.
 MAX_BATCH = 1 << 16
 MAX_BUDGET = {"steps": 10_000_000, "tokens": 10**13, "eval_every": 10_000_000}
+# Evaluations per run when the budget sets no `eval_every`: every 5% of the run's steps, so a
+# learning curve has points to draw whether the budget is in steps or tokens.
+DEFAULT_EVALUATIONS = 20
 EARLY_STOP_ACCURACY = 0.999
 
 
@@ -246,13 +249,14 @@ def train(
     on_eval: Callable[[dict], None] | None = None,
 ) -> Outcome:
     """Train `runs` (one per part of `task`) in lock-step for their `total_steps`, evaluating at
-    every `eval_every` steps, at each rung and at the end."""
+    every `eval_every` steps (default: `DEFAULT_EVALUATIONS` times a run), at each rung and at
+    the end."""
     start = time.perf_counter()
     total = runs[0].total_steps
     rung_at: dict[int, list[int]] = {}
     for i, frac in enumerate(budget["rungs"]):
         rung_at.setdefault(min(total, max(1, round(frac * total))), []).append(i)
-    every = budget.get("eval_every")
+    every = budget.get("eval_every") or max(1, total // DEFAULT_EVALUATIONS)
     curve: list[dict[str, Any]] = []
     metrics: dict[str, float] = {}
     pruned_at = None

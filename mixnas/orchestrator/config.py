@@ -347,9 +347,6 @@ def load_study_config(path: str | Path, *, validate_names: bool = True) -> Study
     return config
 
 
-DEFAULT_EVALUATIONS = 20  # evaluations per trial when a steps budget sets no eval_every
-
-
 def _check_sampler(config: StudyConfig, top: _Reader) -> None:
     """Build the sampler once, so that a bad option (an unknown key, a population of 1) is
     refused here, naming the line, and not when the study is created."""
@@ -379,9 +376,6 @@ def _read_budget(path: Path, top: _Reader) -> dict[str, Any]:
     for key in ("steps", "tokens", "eval_every"):
         if key in b.data:
             budget[key] = b.get(key, int, positive=True)
-    if "steps" in budget and "eval_every" not in budget:
-        # a learning curve needs points: evaluate every 5% of the budget unless the study says
-        budget["eval_every"] = max(1, budget["steps"] // DEFAULT_EVALUATIONS)
     from mixnas.evaluator.trainer import resolve_budget
 
     try:

@@ -114,9 +114,11 @@ def _head_counts(mixers: Any) -> list[int]:
 
 
 def scale_budget(budget: dict[str, Any], scale: float) -> dict[str, Any]:
-    """S x the training steps or tokens; evaluation spacing is kept."""
+    """S x the training steps or tokens, and the spacing of evaluations a budget sets, so a
+    promoted trial is evaluated as often per run as its parent was (no spacing: the trainer's
+    default share of the run)."""
     out = dict(budget)
-    for key in ("steps", "tokens"):
+    for key in ("steps", "tokens", "eval_every"):
         if key in out:
             out[key] = max(1, round(out[key] * scale))
     return out

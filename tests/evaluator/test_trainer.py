@@ -51,7 +51,8 @@ def test_rung_callback_can_prune():
         return i == 1
 
     points = []
-    result = run(budget={"steps": 40, "rungs": [0.25, 0.5]}, on_rung=on_rung, on_eval=points.append)
+    result = run(budget={"steps": 40, "rungs": [0.25, 0.5], "eval_every": 40},
+                 on_rung=on_rung, on_eval=points.append)  # evaluations: the rungs only
     assert [(i, s) for i, s, _ in calls] == [(0, 10), (1, 20)]
     assert result.pruned_at_step == 20 and result.steps == 20 and result.budget_steps == 40
     assert result.metrics == calls[1][2] == points[-1]["metrics"]
@@ -165,7 +166,7 @@ def test_mad_suite_trains_one_model_per_task():
         "selective_copying": {"seq_len": 16, "num_tokens_to_copy": 3, **small},
         "memorization": {"vocab_size": 8, "seq_len": 8, **small},
     }
-    result = run(task=task, budget={"steps": 20, "rungs": [0.5]})
+    result = run(task=task, budget={"steps": 20, "rungs": [0.5], "eval_every": 20})
     m = result.metrics
     assert m["accuracy"] == pytest.approx(
         (m["selective_copying.accuracy"] + m["memorization.accuracy"]) / 2
@@ -182,3 +183,12 @@ def test_moe_balancing_loss_is_added_with_its_coefficient():
         for c in (0.0, 0.0, 10.0)
     ]
     assert curves[0] == curves[1] != curves[2]
+
+
+def test_a_budget_without_eval_every_draws_a_curve_of_twenty_points():
+    task = {**EASY, "vocab_size": 64}
+    run_steps = 80
+    tokens = run_steps * QUICK_TRAIN["batch_size"] * task["seq_len"]
+    result = run(task=task, budget={"tokens": tokens})  # tokens: no spacing set anywhere
+    assert result.budget_steps == run_steps
+    assert [p["step"] for p in result.curve] == list(range(4, run_steps + 1, 4))

@@ -35,7 +35,7 @@ def test_good_file_loads_with_defaults(tmp_path):
     assert config.name == "demo"
     assert config.storage == "sqlite:///mixnas.db"
     assert config.sampler == "tpe"
-    assert config.budget == {"steps": 100, "eval_every": 5}  # default: every 5% of the budget
+    assert config.budget == {"steps": 100}  # no eval_every: the trainer evaluates every 5%
     assert [(o.name, o.direction) for o in config.objectives] == [
         ("accuracy", "maximize"),
         ("non_embedding_params", "minimize"),

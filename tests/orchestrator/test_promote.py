@@ -44,7 +44,8 @@ def test_scaling_multiplies_width_depth_and_budget():
     odd = scale_architecture(arch(48, ("attention", {"heads": 4}, "none")), 1.5)
     assert odd.d_model % 32 == 0 and odd.d_model == 64  # 72 rounded to a multiple of 4 heads x 8
     assert len(scale_architecture(small, 1.5).layers) == 3  # a, b, a
-    assert scale_budget({"steps": 300, "eval_every": 50}, 2) == {"steps": 600, "eval_every": 50}
+    assert scale_budget({"steps": 300, "eval_every": 50}, 2) == {"steps": 600, "eval_every": 100}
+    assert scale_budget({"tokens": 10_000}, 4) == {"tokens": 40_000}
     assert scale_budget({"tokens": 1000}, 1.5) == {"tokens": 1500}
     assert promoted_name("quick", 2) == "quick-x2" and promoted_name("quick", 1.5) == "quick-x1.5"
     with pytest.raises(ValueError, match="positive"):
