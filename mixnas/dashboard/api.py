@@ -29,6 +29,9 @@ class BadRequest(HTTPException):
 # The study page's view state in its URL: axes, colour, scales, hypervolume dimensions.
 STUDY_VIEW = ("x", "y", "colour", "xscale", "yscale", "hv")
 VIEW_CHOICES = {"xscale": ("linear", "log"), "yscale": ("linear", "log"), "hv": ("all", "xy")}
+# The compare page's: axes and which front (of the two axes, or of all shared objectives).
+COMPARE_VIEW = ("x", "y", "front")
+FRONT_CHOICES = ("xy", "all")
 
 
 def query(request: Request, *allowed: str) -> dict[str, str]:
@@ -161,15 +164,30 @@ class Api:
         study = self.study_of(request)
         return JSONResponse(self.store.insight(study["id"], study["objectives"]))
 
-    def compared(self, request: Request) -> tuple[dict, dict]:
-        """The two studies of `?a=NAME&b=NAME`; a 400 when one is missing, a 404 when unknown."""
-        params = query(request, "a", "b")
+    def compared(self, request: Request, *view: str) -> tuple[dict, dict]:
+        """The two studies of `?a=NAME&b=NAME`; a 400 when one is missing, a 404 when unknown.
+        `view`: the other parameters the URL may carry (the compare page's axes and front)."""
+        params = query(request, "a", "b", *view)
         if not params.get("a") or not params.get("b"):
             raise BadRequest("give two studies: ?a=NAME&b=NAME")
         try:
             return self.store.study(params["a"], False), self.store.study(params["b"], False)
         except NotFound as error:
             raise HTTPException(404, str(error)) from error
+
+    def check_compare_view(self, request: Request) -> None:
+        """The compare page's URL (`?a=&b=&x=&y=&front=xy|all`): studies that exist, axes among
+        the objectives both studies share, a known front."""
+        a, b = self.compared(request, *COMPARE_VIEW)
+        params = dict(request.query_params)
+        shared = [o["name"] for o in a["objectives"] if o in b["objectives"]]
+        for key in ("x", "y"):
+            if key in params and params[key] not in shared:
+                raise BadRequest(f"{key}: {params[key]!r} is not an objective both studies share "
+                                 f"({', '.join(shared) or 'none'})")
+        if "front" in params and params["front"] not in FRONT_CHOICES:
+            raise BadRequest(f"front must be one of {', '.join(FRONT_CHOICES)}, "
+                             f"got {params['front']!r}")
 
     def compare(self, request: Request):
         a, b = self.compared(request)

@@ -117,10 +117,11 @@ def _page(store: Store, name: str, *view: str, headers: dict | None = None):
 
 
 def _compare_page(api: Api):
-    """The compare page: 400/404 unless `?a=&b=` name two existing studies."""
+    """The compare page: 400/404 unless `?a=&b=` name two existing studies and its view
+    (`&x=&y=&front=`) their shared objectives."""
 
     def endpoint(request: Request):
-        api.compared(request)
+        api.check_compare_view(request)
         return FileResponse(STATIC / "compare.html", headers={"cache-control": "no-cache"})
 
     return endpoint

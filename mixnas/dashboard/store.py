@@ -197,25 +197,38 @@ class Store:
         return {**answer, "cached": False}
 
     def compare(self, a: dict, b: dict) -> dict:
-        """Two studies side by side: each one's designs and front over the objectives they share,
-        and the designs (architecture hashes) both tried, with both results.
+        """Two studies side by side: each one's designs and fronts over the objectives they
+        share, and the designs (architecture hashes) both tried, with both results.
 
         Args:
             a: `study(name, summary=False)` of the first study; b: of the second.
+
+        Returns:
+            `objectives` (shared), `studies` (per study: trials, values, designs, `front` over
+            all shared objectives and `pair_fronts`, the front of each pair of them keyed
+            "x,y" in objective order) and `shared_designs`.
         """
         by_name = {o["name"]: o for o in b["objectives"]}
         shared = [o for o in a["objectives"] if by_name.get(o["name"]) == o]
         names = [o["name"] for o in shared]
+        directions = [o["direction"] for o in shared]
         sides = []
         for study in (a, b):
             points = pareto.distinct(self.points(study["id"], names))
-            front = {p.number for p in pareto.front(points, [o["direction"] for o in shared])}
             sides.append({
                 "name": study["name"],
                 "trials": [p.number for p in points],
                 "values": [[finite(v) for v in p.values] for p in points],
                 "designs": [p.design for p in points],
-                "front": sorted(front),
+                "front": sorted(p.number for p in pareto.front(points, directions)),
+                "pair_fronts": {
+                    f"{names[i]},{names[j]}": sorted(
+                        p.number for p in pareto.front(
+                            [pareto.Point(p.number, (p.values[i], p.values[j]), p.design)
+                             for p in points], [directions[i], directions[j]])
+                    )
+                    for i in range(len(names)) for j in range(i + 1, len(names))
+                },
             })
         first_a = {d: i for i, d in enumerate(sides[0]["designs"]) if d}
         matched = [

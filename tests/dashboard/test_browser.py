@@ -7,6 +7,7 @@ Set MIXNAS_DASHBOARD_SCREENSHOT=docs/dashboard.png to also write the documentati
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -279,6 +280,14 @@ def test_what_matters_page_shows_importances_composition_and_parallel_view(page,
     labels = [d["label"] for d in dims]
     assert labels[-3:] == ["loss", "latency_ms", "mqar_acc"]
     assert labels[:-3] == found["composition"]["decisions"]
+    # objectives' axes written as everywhere else (0.9, not plotly's SI '900m')
+    ticks = page.evaluate(
+        "() => [...document.querySelectorAll('#parallel .tick text')].map((t) => t.textContent)"
+    )
+    assert ticks and not [t for t in ticks if re.fullmatch(r"[0-9.]+[mµn]", t)]
+    assert [d.get("tickformat") for d in dims[-3:]] == [".4~r", ".4~r", ".4~r"]
+    placement = page.evaluate("() => document.getElementById('by-placement').layout.xaxis")
+    assert placement["tickangle"] == 0 and "no<br>attention" in placement["ticktext"]
     page.select_option("#objective", "mqar_acc")
     page.wait_for_function("() => location.search === '?objective=mqar_acc'")
     assert page.errors == []
@@ -310,6 +319,22 @@ def test_compare_page_overlays_fronts_and_lists_shared_designs(browser, tmp_path
         names = page.evaluate("() => document.getElementById('overlay').data.map(t => t.name)")
         assert any(n.startswith("demo front") for n in names)
         assert any(n.startswith("child front") for n in names)
+        demo = answer["studies"][0]
+        shown = page.evaluate("() => document.getElementById('overlay').data[1].customdata.length")
+        assert shown == len(demo["pair_fronts"]["loss,latency_ms"])  # x, y: their 2-D front
+        assert "as of" in page.inner_text("#live")
+        page.select_option("#front-of", "all")
+        page.wait_for_function("() => location.search.includes('front=all')")
+        assert page.evaluate("() => document.getElementById('overlay').data[1].mode") == "markers"
+        shown = page.evaluate("() => document.getElementById('overlay').data[1].customdata.length")
+        assert shown == len(demo["front"])
+        page.select_option("#y-axis", "2")
+        page.wait_for_function("() => location.search.includes('y=mqar_acc')")
+        page.goto(f"{base}/compare?a=demo&b=child&x=mqar_acc&y=loss&front=xy")  # a shared view
+        page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+        assert page.input_value("#x-axis") == "2" and page.input_value("#front-of") == "xy"
+        shown = page.evaluate("() => document.getElementById('overlay').data[1].customdata.length")
+        assert shown == len(demo["pair_fronts"]["loss,mqar_acc"])
         rows = page.locator("#shared-table tbody tr")
         assert rows.count() == len(answer["shared_designs"]) >= 4
         assert rows.first.locator("a").first.get_attribute("href").startswith("/studies/demo/")

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from mixnas.dashboard.app import create_app
 from mixnas.dashboard.demo import OBJECTIVES, build_demo_db
 from mixnas.dashboard.designs import describe
+from mixnas.pareto import Point, front
 from mixnas.storage import TrialRecord, utcnow
 
 from .conftest import TestClient
@@ -108,6 +109,11 @@ def test_compare_two_studies_matches_shared_designs(tmp_path):
         assert client.get("/compare?a=demo&b=child").status_code == 200
         assert client.get("/api/compare?a=demo").status_code == 400
         assert client.get("/api/compare?a=demo&b=nope").status_code == 404
+        assert client.get("/compare?a=demo&b=child&x=loss&y=mqar_acc&front=all").status_code == 200
+        bad = client.get("/compare?a=demo&b=child&x=params")
+        assert bad.status_code == 400 and "is not an objective both studies share" in bad.text
+        assert client.get("/compare?a=demo&b=child&front=pair").status_code == 400
+        assert client.get("/api/compare?a=demo&b=child&x=loss").status_code == 400  # page-only
     assert [o["name"] for o in answer["objectives"]] == NAMES
     a, b = answer["studies"]
     assert (a["name"], b["name"]) == ("demo", "child")
@@ -117,3 +123,9 @@ def test_compare_two_studies_matches_shared_designs(tmp_path):
     for number in range(4):
         assert shared[hashes[number]]["a"] == number == shared[hashes[number]]["b"]
     assert set(a["front"]) <= set(a["trials"]) and set(b["front"]) <= set(b["trials"])
+    # the front of each pair of objectives, by mixnas.pareto over the designs' two values
+    assert sorted(a["pair_fronts"]) == ["latency_ms,mqar_acc", "loss,latency_ms", "loss,mqar_acc"]
+    values = dict(zip(a["trials"], a["values"]))
+    points = [Point(n, (v[0], v[2])) for n, v in values.items()]
+    expected = [p.number for p in front(points, ["minimize", "maximize"])]
+    assert a["pair_fronts"]["loss,mqar_acc"] == expected

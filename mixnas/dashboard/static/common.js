@@ -162,6 +162,15 @@ const MX = (() => {
     family: 'system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif', size: 12, color: '#1f2933',
   };
 
+  // A d3 tick format that writes an axis of `values` as `fmt` does (plotly's default would write
+  // 0.9 as '900m' on parallel coordinates): SI from 10,000 on, exponents for tiny values.
+  function tickFormat(values) {
+    const magnitudes = values.filter(Number.isFinite).map(Math.abs);
+    const largest = Math.max(0, ...magnitudes);
+    if (largest >= 1e4) return '.3~s';
+    return largest !== 0 && largest < 1e-3 ? '.1~e' : '.4~r';
+  }
+
   // A plot axis in the dashboard's style; numbers as `fmt` writes them (SI suffixes).
   function axisStyle(title, extra) {
     return Object.assign({
@@ -174,5 +183,6 @@ const MX = (() => {
     getJSON, el, escapeHtml, fmt, duration, badge, family, familyColor, FAMILY_LABELS, paths,
     mixerKey, mixerColor, keyLabel,
     route, header, setLive, poll, objectiveLabel, showError, PLOT_CONFIG, PLOT_FONT, axisStyle,
+    tickFormat,
   };
 })();

@@ -14,12 +14,27 @@
   MX.header([[`${a} vs ${b}`, null]]);
   document.title = `${a} vs ${b} · mixnas dashboard`;
 
+  // The front a side shows: of the two plotted objectives (drawn as a staircase), or of all the
+  // objectives the studies share (markers only: in two dimensions it is no staircase).
+  function frontOf(side, xi, yi, ofAll) {
+    if (ofAll || xi === yi) return side.front;
+    const [i, j] = xi < yi ? [xi, yi] : [yi, xi];
+    return side.pair_fronts[`${data.objectives[i].name},${data.objectives[j].name}`];
+  }
+
+  function keepViewInUrl(xi, yi, front) {
+    const query = new URLSearchParams({ a, b, x: data.objectives[xi].name, y: data.objectives[yi].name, front });
+    history.replaceState(null, '', `${location.pathname}?${query}`);
+  }
+
   function render() {
     const xi = Number($('x-axis').value), yi = Number($('y-axis').value);
+    const ofAll = $('front-of').value === 'all';
+    keepViewInUrl(xi, yi, $('front-of').value);
     const objectives = data.objectives;
     const traces = [];
     data.studies.forEach((side, s) => {
-      const onFront = new Set(side.front);
+      const onFront = new Set(frontOf(side, xi, yi, ofAll));
       const index = side.trials.map((n, i) => i);
       const front = index.filter((i) => onFront.has(side.trials[i]))
         .sort((p, q) => side.values[p][xi] - side.values[q][xi] || side.values[p][yi] - side.values[q][yi]);
@@ -32,7 +47,7 @@
       }, extra);
       traces.push(points(rest, { mode: 'markers', name: `${escapeHtml(side.name)} (${rest.length} dominated)`,
         marker: { size: 5, color: COLORS[s], opacity: 0.25 } }));
-      traces.push(points(front, { mode: 'lines+markers', name: `${escapeHtml(side.name)} front (${front.length})`,
+      traces.push(points(front, { mode: ofAll ? 'markers' : 'lines+markers', name: `${escapeHtml(side.name)} front (${front.length})`,
         line: { shape: objectives[xi].direction === 'minimize' ? 'hv' : 'vh', color: COLORS[s], width: 1.6 },
         marker: { size: 10, color: COLORS[s], line: { color: '#111827', width: 1 } } }));
     });
@@ -42,8 +57,9 @@
       xaxis: MX.axisStyle(MX.objectiveLabel(objectives[xi])), yaxis: MX.axisStyle(MX.objectiveLabel(objectives[yi])),
       legend: { orientation: 'h', x: 0, y: 1.02, yanchor: 'bottom' },
     }, MX.PLOT_CONFIG);
+    const which = ofAll ? 'all shared objectives' : `${objectives[xi].name} and ${objectives[yi].name}`;
     $('overlay-note').textContent = data.studies.map((s) => `${s.name}: ${s.trials.length} designs, `
-      + `${s.front.length} on the front of all shared objectives`).join(' · ')
+      + `${frontOf(s, xi, yi, ofAll).length} on the front of ${which}`).join(' · ')
       + '. One point per design. Click a point to open its trial.';
   }
 
@@ -74,17 +90,24 @@
       $('title').textContent = `${a} vs ${b}`;
       $('objectives').textContent = data.objectives.map(MX.objectiveLabel).join(' · ');
       const options = (select, chosen) => select.replaceChildren(...data.objectives.map((o, i) => el('option', { value: i, selected: i === chosen }, o.name)));
-      options($('x-axis'), 0);
-      options($('y-axis'), 1);
-      for (const id of ['x-axis', 'y-axis']) $(id).addEventListener('change', render);
+      const wanted = (key, fallback) => {
+        const i = data.objectives.findIndex((o) => o.name === params.get(key));
+        return i < 0 ? fallback : i;
+      };
+      options($('x-axis'), wanted('x', 0));
+      options($('y-axis'), wanted('y', 1));
+      $('front-of').value = params.get('front') === 'all' ? 'all' : 'xy';
+      for (const id of ['x-axis', 'y-axis', 'front-of']) $(id).addEventListener('change', render);
       render();
       renderShared();
       $('overlay').on('plotly_click', (event) => {
         const point = event.points.find((p) => p.customdata);
         if (point) location.href = paths.trial(point.customdata[0], point.customdata[1]);
       });
+      MX.setLive(true, `as of ${new Date().toLocaleTimeString()}`);  // one answer, no polling
       document.body.dataset.ready = 'true';
     } catch (error) {
+      MX.setLive(false, 'failed');
       MX.showError(document.querySelector('main'), error);
     }
   }

@@ -50,7 +50,7 @@
     $('importance-note').textContent = `${basis} Share of the variation of ${objective} between its best `
       + 'designs and the rest that each decision explains.';
     if (found.front.length) {
-      bars('front-importance', found.front, 'importance for reaching the front (sums to 1)');
+      bars('front-importance', found.front, 'importance for the front (sums to 1)');
       $('front-note').textContent = `Which decisions separate the designs on the Pareto front of all `
         + `${view.study.objectives.length} objectives from the rest (${found.n} designs).`;
     } else hide('front-importance', 'A single objective: no front to reach.');
@@ -86,7 +86,10 @@
         line: { color: '#111827', width: 1 }, fillcolor: 'rgba(0,0,0,0)',
         hovertemplate: '%{text}<extra></extra>',
       }], layout({
-        xaxis: MX.axisStyle(title, { categoryorder: 'array', categoryarray: present }), yaxis: MX.axisStyle(label),
+        // two-word categories ('no attention') break onto two lines instead of slanting
+        xaxis: MX.axisStyle(title, { categoryorder: 'array', categoryarray: present, tickangle: 0,
+          tickvals: present, ticktext: present.map((c) => escapeHtml(c).replace(' ', '<br>')) }),
+        yaxis: MX.axisStyle(label), margin: { l: 64, r: 16, t: 28, b: 64 },
       }), MX.PLOT_CONFIG);
     };
     categorical('by-family', FAMILY, null, 'recurrent family (most common non-attention mixer)');
@@ -113,7 +116,8 @@
     const dimensions = comp.decisions.map((decision, d) => {
       const values = rows.map((r) => r[DECISIONS][d]);
       if (values.every((v) => v === null || isNum(v))) {
-        return { label: escapeHtml(decision), values: values.map((v) => (v === null ? NaN : v)) };
+        return { label: escapeHtml(decision), values: values.map((v) => (v === null ? NaN : v)),
+          tickformat: MX.tickFormat(values.filter(isNum)) };
       }
       const categories = [...new Set(values.map((v) => (v === null ? '(not asked)' : String(v))))].sort();
       return {
@@ -121,9 +125,10 @@
         values: values.map((v) => categories.indexOf(v === null ? '(not asked)' : String(v))),
       };
     });
-    view.study.objectives.forEach((o, i) => dimensions.push({
-      label: escapeHtml(o.name), values: rows.map((r) => r[VALUES][i]),
-    }));
+    view.study.objectives.forEach((o, i) => {
+      const values = rows.map((r) => r[VALUES][i]);
+      dimensions.push({ label: escapeHtml(o.name), values, tickformat: MX.tickFormat(values) });
+    });
     Plotly.react('parallel', [{
       type: 'parcoords', dimensions,
       line: { color: rows.map((r) => r[VALUES][k]), colorscale: 'Viridis', showscale: true,
@@ -155,8 +160,10 @@
       $('objective').replaceChildren(...names.map((n) => el('option', { value: n, selected: n === wanted }, n)));
       $('objective').addEventListener('change', render);
       render();
+      MX.setLive(true, `as of ${new Date().toLocaleTimeString()}`);  // one answer, no polling
       document.body.dataset.ready = 'true';
     } catch (error) {
+      MX.setLive(false, 'failed');
       MX.showError(document.querySelector('main'), error);
     }
   }
