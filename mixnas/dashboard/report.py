@@ -15,10 +15,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from mixnas import pareto
 from mixnas.dashboard.store import NotFound, Store
 from mixnas.errors import MixnasError
 
 TOP_DESIGNS = 10
+MAX_PAIRS = 3  # front panels: pairs of objectives drawn in two dimensions
 FORMATS = ("html", "md")
 MD_NEEDS = "--format md needs matplotlib: pip install 'mixnas[bench]'"
 
@@ -70,12 +72,34 @@ def collect(storage_url: str, name: str) -> dict:
                       "baseline": r.baseline, "shape": r.design.shape if r.design else r.mix,
                       "order": list(r.design.order) if r.design else [],
                       "repeats": len(repeats.get(r.arch_hash, [number])) if r.arch_hash else 1})
+        front[-1]["size"] = f"{r.design.d_model} × {r.design.depth}" if r.design else ""
     sign = -1 if objectives[0]["direction"] == "maximize" else 1
     front.sort(key=lambda d: sign * d["values"][0])
-    complete = [r for r in rows.values() if r.state == "complete"]
+    designs = pareto.distinct(store.points(study["id"], names))  # one point per design
     return {"study": study, "objectives": objectives, "front": front,
             "insight": store.insight(study["id"], objectives),
-            "points": [[r.number, [r.values.get(n) for n in names]] for r in complete]}
+            "points": [[p.number, list(p.values)] for p in designs],
+            "pairs": pair_fronts(designs, objectives)}
+
+
+def pair_fronts(designs: list[pareto.Point], objectives: list[dict]) -> list[dict]:
+    """The front of each of the first `MAX_PAIRS` pairs of objectives (x: `i`, y: `j`), by
+    `mixnas.pareto` over the designs' two values: what a 2-D panel of the report draws."""
+    pairs = [(i, j) for i in range(len(objectives)) for j in range(i + 1, len(objectives))]
+    answer = []
+    for i, j in pairs[:MAX_PAIRS]:
+        directions = [objectives[i]["direction"], objectives[j]["direction"]]
+        flat = [pareto.Point(p.number, (p.values[i], p.values[j]), p.design) for p in designs]
+        members = pareto.front([p for p in flat if all(map(math.isfinite, p.values))], directions)
+        answer.append({"x": i, "y": j, "front": [p.number for p in members]})
+    return answer
+
+
+def log_scale(values: list[float]) -> bool:
+    """Whether an axis reads better in log scale: positive values spanning 100x or more (a
+    KV cache of 1 MB beside recurrent states of 400 B)."""
+    shown = [v for v in values if v is not None and math.isfinite(v)]
+    return bool(shown) and min(shown) > 0 and max(shown) >= 100 * min(shown)
 
 
 def write_report(storage_url: str, name: str, out: Path, fmt_name: str = "html") -> list[Path]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
+from plotly.subplots import make_subplots
 
 from mixnas.dashboard.designs import family
-from mixnas.dashboard.report import escape, fmt, settings_text
+from mixnas.dashboard.report import TOP_DESIGNS, escape, fmt, log_scale, settings_text
 
 # the dashboard's family colours (static/app.css --fam-*)
 COLOURS = {"attention": "#f59e0b", "linear": "#10b981", "delta": "#8b5cf6", "ssm": "#3b82f6",
@@ -15,7 +16,8 @@ COLOURS = {"attention": "#f59e0b", "linear": "#10b981", "delta": "#8b5cf6", "ssm
 STYLE = """body{font:14px system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#1f2933}
 table{border-collapse:collapse;margin:8px 0 20px}
 td,th{padding:4px 8px;border-bottom:1px solid #e5e7eb;text-align:left}
-td.num{text-align:right;font-variant-numeric:tabular-nums}.strip{display:flex;gap:2px}
+td.num{text-align:right;font-variant-numeric:tabular-nums}td:first-child{white-space:nowrap}
+.strip{display:flex;gap:2px}
 .strip span{padding:2px 6px;border-radius:4px;color:#fff;font-size:11px}.note{color:#6b7785}
 pre{background:#f8fafc;padding:12px;overflow:auto;font-size:12px}"""
 
@@ -29,19 +31,41 @@ def _figure(fig: go.Figure) -> str:
 
 
 def _front(data: dict) -> str:
+    """One panel per pair of objectives: every design, the members of the front of all
+    objectives, and the pair's own 2-D front as a staircase."""
     objectives = data["objectives"]
     if len(objectives) < 2:
         return "<p class=note>One objective: no front to draw.</p>"
-    x, y = objectives[0]["name"], objectives[1]["name"]
+    pairs = data["pairs"]
+    fig = make_subplots(rows=1, cols=len(pairs), horizontal_spacing=0.08)
     on_front = {d["number"] for d in data["front"]}
-    seen = [p for p in data["points"] if None not in p[1][:2]]
-    fig = go.Figure()
-    for label, keep, size in (("dominated", False, 6), ("Pareto front (all objectives)", True, 11)):
-        pts = [p for p in seen if (p[0] in on_front) == keep]
-        fig.add_scatter(x=[p[1][0] for p in pts], y=[p[1][1] for p in pts], mode="markers",
-                        name=f"{label} ({len(pts)})", text=[f"#{p[0]}" for p in pts],
-                        marker={"size": size, "opacity": 1 if keep else 0.35})
-    fig.update_layout(xaxis_title=x, yaxis_title=y, title="Designs and the Pareto front")
+    for col, pair in enumerate(pairs, start=1):
+        i, j = pair["x"], pair["y"]
+        seen = [p for p in data["points"] if p[1][i] is not None and p[1][j] is not None]
+        for label, keep, marker in (
+            ("dominated", False, {"size": 5, "opacity": 0.35, "color": "#6366f1"}),
+            ("front of all objectives", True, {"size": 9, "color": "#f59e0b",
+                                               "line": {"color": "#111827", "width": 1}}),
+        ):
+            pts = [p for p in seen if (p[0] in on_front) == keep]
+            fig.add_scatter(x=[p[1][i] for p in pts], y=[p[1][j] for p in pts], mode="markers",
+                            name=f"{label} ({len(pts)})", text=[f"#{p[0]}" for p in pts],
+                            marker=marker, legendgroup=label, showlegend=col == 1,
+                            row=1, col=col)
+        by_number = {p[0]: p[1] for p in seen}
+        stairs = sorted((by_number[n][i], by_number[n][j]) for n in pair["front"])
+        shape = "hv" if objectives[i]["direction"] == "minimize" else "vh"
+        fig.add_scatter(x=[x for x, _ in stairs], y=[y for _, y in stairs], mode="lines",
+                        line={"shape": shape, "color": "#111827", "width": 1.2},
+                        name="front of the pair", legendgroup="pair", showlegend=col == 1,
+                        row=1, col=col)
+        for axis, k in (("x", i), ("y", j)):
+            update = fig.update_xaxes if axis == "x" else fig.update_yaxes
+            update(title_text=objectives[k]["name"], row=1, col=col,
+                   type="log" if log_scale([p[1][k] for p in seen]) else "linear")
+    fig.update_layout(title=f"Designs and the Pareto front ({len(data['points'])} designs, "
+                            "one point each; log axes where values span 100x)",
+                      legend={"orientation": "h", "y": -0.22})
     return _figure(fig)
 
 
@@ -69,9 +93,10 @@ def _top_designs(data: dict) -> str:
         f"<tr><td>#{d['number']}{' (' + escape(d['baseline']) + ')' if d['baseline'] else ''}"
         f"{' ×' + str(d['repeats']) if d['repeats'] > 1 else ''}</td>"
         + "".join(f"<td class=num>{fmt(v)}</td>" for v in d["values"])
-        + f"<td>{_strip(d['order'])}</td></tr>"
-        for d in data["front"][:10])
-    return f"<table><tr><th>trial</th>{head}<th>layers</th></tr>{rows}</table>"
+        + f"<td class=num>{escape(d['size'])}</td><td>{_strip(d['order'])}</td></tr>"
+        for d in data["front"][:TOP_DESIGNS])
+    return (f"<table><tr><th>trial</th>{head}<th>d_model × depth</th><th>layers</th></tr>"
+            f"{rows}</table>")
 
 
 def _importances(data: dict) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mixnas.dashboard.report import fmt, settings_text
+from mixnas.dashboard.report import TOP_DESIGNS, fmt, log_scale, settings_text
 
 
 def _plots(data: dict, stem: Path) -> list[Path]:
@@ -17,17 +17,7 @@ def _plots(data: dict, stem: Path) -> list[Path]:
     written = []
     objectives = data["objectives"]
     if len(objectives) >= 2:
-        on_front = {d["number"] for d in data["front"]}
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-        pts = [p for p in data["points"] if None not in p[1][:2]]
-        for keep, style in ((False, {"alpha": 0.35, "s": 12}), (True, {"s": 40, "c": "k"})):
-            sel = [p for p in pts if (p[0] in on_front) == keep]
-            ax.scatter([p[1][0] for p in sel], [p[1][1] for p in sel],
-                       label=f"{'front' if keep else 'dominated'} ({len(sel)})", **style)
-        ax.set_xlabel(objectives[0]["name"])
-        ax.set_ylabel(objectives[1]["name"])
-        ax.legend(loc="upper right")
-        written.append(_save(fig, stem.with_name(f"{stem.stem}_front.png")))
+        written.append(_front_png(plt, data, stem.with_name(f"{stem.stem}_front.png")))
     found = data["insight"]["importance"]
     if not found["hidden"]:
         ranked = list(found["by_objective"].items())
@@ -47,6 +37,34 @@ def _plots(data: dict, stem: Path) -> list[Path]:
             ax.set_ylabel(o["name"])
         written.append(_save(fig, stem.with_name(f"{stem.stem}_composition.png")))
     return written
+
+
+def _front_png(plt, data: dict, path: Path) -> Path:
+    """One panel per pair of objectives, as the HTML report: designs, the front of all
+    objectives, the pair's own front as a staircase."""
+    objectives, pairs = data["objectives"], data["pairs"]
+    on_front = {d["number"] for d in data["front"]}
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.8), dpi=120,
+                             squeeze=False)
+    for ax, pair in zip(axes[0], pairs):
+        i, j = pair["x"], pair["y"]
+        seen = [p for p in data["points"] if p[1][i] is not None and p[1][j] is not None]
+        for keep, style in ((False, {"alpha": 0.35, "s": 10}),
+                            (True, {"s": 30, "c": "#f59e0b", "edgecolors": "k"})):
+            sel = [p for p in seen if (p[0] in on_front) == keep]
+            ax.scatter([p[1][i] for p in sel], [p[1][j] for p in sel], **style,
+                       label=f"{'front of all objectives' if keep else 'dominated'} ({len(sel)})")
+        values = {p[0]: p[1] for p in seen}
+        stairs = sorted((values[n][i], values[n][j]) for n in pair["front"])
+        where = "post" if objectives[i]["direction"] == "minimize" else "pre"
+        ax.step([x for x, _ in stairs], [y for _, y in stairs], where=where, color="k",
+                linewidth=1, label="front of the pair")
+        for k, set_scale in ((i, ax.set_xscale), (j, ax.set_yscale)):
+            set_scale("log" if log_scale([p[1][k] for p in seen]) else "linear")
+        ax.set_xlabel(objectives[i]["name"])
+        ax.set_ylabel(objectives[j]["name"])
+    axes[0][0].legend(loc="best", fontsize=7)
+    return _save(fig, path)
 
 
 def _save(fig, path: Path) -> Path:
@@ -75,11 +93,11 @@ def render_md(data: dict, out: Path) -> list[Path]:
              ""]
     parts += [f"![{p.stem}]({p.name})" for p in figures] + [""]
     parts += ["## Top designs", "",
-              _table(["trial", *names, "layers"], [
+              _table(["trial", *names, "d_model × depth", "layers"], [
                   [f"#{d['number']}" + (f" ({d['baseline']})" if d["baseline"] else "")
                    + (f" ×{d['repeats']}" if d["repeats"] > 1 else ""),
-                   *[fmt(v) for v in d["values"]], " › ".join(d["order"])]
-                  for d in data["front"][:10]]), ""]
+                   *[fmt(v) for v in d["values"]], d["size"], " › ".join(d["order"])]
+                  for d in data["front"][:TOP_DESIGNS]]), ""]
     found = data["insight"]["importance"]
     parts += ["## Decision importance (PED-ANOVA)", ""]
     if found["hidden"]:

@@ -10,8 +10,10 @@ import pytest
 
 from mixnas.cli import main
 from mixnas.dashboard.app import create_app
+from mixnas.dashboard.report import collect, log_scale
 
 from .conftest import TestClient
+from .test_api import db_rows
 
 
 def test_html_report_is_self_contained_with_the_dashboards_front(demo_db, tmp_path, capsys):
@@ -28,6 +30,23 @@ def test_html_report_is_self_contained_with_the_dashboards_front(demo_db, tmp_pa
     assert text.count('class="plotly-graph-div"') >= 3  # front, importances, composition
     assert "Study settings" in text and "vocab_size" in text
     assert "class=strip" in text  # the top designs' layer strips
+    assert "d_model × depth" in text
+
+
+def test_report_panels_draw_each_pairs_own_front(demo_db):
+    data = collect(demo_db, "demo")
+    assert [(p["x"], p["y"]) for p in data["pairs"]] == [(0, 1), (0, 2), (1, 2)]
+    designs = dict(data["points"])
+    hashes = dict(db_rows(demo_db, "SELECT number, arch_hash FROM mixnas_trials"))
+    assert len({hashes[n] for n in designs}) == len(designs)  # one point per design
+    for pair in data["pairs"]:
+        i, j = pair["x"], pair["y"]
+        losses = {n: (v[i], -v[j] if j == 2 else v[j]) for n, v in designs.items()}  # acc: max
+        brute = sorted(n for n, p in losses.items() if not any(
+            q[0] <= p[0] and q[1] <= p[1] and q != p for q in losses.values()))
+        assert pair["front"] == brute
+    assert log_scale([400, 9_000, 1_048_576]) and not log_scale([0.2, 0.9])
+    assert not log_scale([0, 5, 5_000])  # zero cannot sit on a log axis
 
 
 def test_markdown_report_writes_tables_and_png_figures(demo_db, tmp_path):
@@ -39,7 +58,8 @@ def test_markdown_report_writes_tables_and_png_figures(demo_db, tmp_path):
     assert pngs == ["report_composition.png", "report_front.png", "report_importance.png"]
     for name in pngs:
         assert f"]({name})" in text and (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
-    assert "| trial | loss | latency_ms | mqar_acc | layers |" in text
+    assert "| trial | loss | latency_ms | mqar_acc | d_model × depth | layers |" in text
+    assert re.search(r"\| \d+ × \d+ \| ", text)
     assert "## Decision importance (PED-ANOVA)" in text and "| d_model |" in text
 
 
