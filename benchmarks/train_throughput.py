@@ -167,6 +167,7 @@ def measure(name: str, shape_name: str, args, device) -> dict[str, Any]:
     models: dict[str, Any] = {"mixnas": mixnas_model}
     opts = {"mixnas": make_optimizer([{"params": list(mixnas_model.parameters())}], cfg, device)}
     if args.compile:
+        torch.compiler.reset()  # else past torch's recompile limit later designs run eagerly
         models["mixnas_compiled"] = torch.compile(mixnas_model)
         opts["mixnas_compiled"] = opts["mixnas"]
     if name == "attention":

@@ -110,6 +110,10 @@ def evaluate(
     (torch.manual_seed if dev.type == "cuda" else torch.random.default_generator.manual_seed)(seed)
     generator = torch.Generator().manual_seed(seed)
     steps = steps_per_run(budget, task_obj, cfg["batch_size"])
+    if cfg["compile"]:
+        # a fresh compile cache for each trial: a worker trains many designs one after another,
+        # and past torch's recompile limit a new design would silently run eagerly
+        torch.compiler.reset()
     try:
         runs = [
             Run(part, _build(arch, part.vocab_size, dev), cfg, steps, dev, generator)

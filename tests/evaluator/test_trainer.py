@@ -192,3 +192,16 @@ def test_a_budget_without_eval_every_draws_a_curve_of_twenty_points():
     result = run(task=task, budget={"tokens": tokens})  # tokens: no spacing set anywhere
     assert result.budget_steps == run_steps
     assert [p["step"] for p in result.curve] == list(range(4, run_steps + 1, 4))
+
+
+def test_compiled_trials_each_start_from_a_fresh_compile_cache(monkeypatch):
+    # a worker trains many designs in one process; past torch's recompile limit the later ones
+    # would run eagerly, so every compiled trial resets the cache first (and eager ones do not)
+    resets, compiled = [], []
+    monkeypatch.setattr(torch.compiler, "reset", lambda: resets.append(1))
+    monkeypatch.setattr(torch, "compile", lambda model: compiled.append(model) or model)
+    run(budget={"steps": 4}, train={**QUICK_TRAIN, "compile": True})
+    run(budget={"steps": 4}, train={**QUICK_TRAIN, "compile": True})
+    assert len(resets) == 2 and len(compiled) == 2
+    run(budget={"steps": 4})
+    assert len(resets) == 2 and len(compiled) == 2
