@@ -64,7 +64,8 @@ def test_lm_cpu_study_validates(tmp_path):
 def test_lm_task_trains_on_a_prepared_corpus(bpe_corpus):
     task = {"name": "lm", "data": str(bpe_corpus), "tokenizer": "bpe:8192", "seq_len": 32,
             "num_val": 8}
-    result = evaluate(get_baseline("transformer"), task, {"steps": 3, "rungs": [0.5]},
+    result = evaluate(get_baseline("transformer"), task,
+                      {"steps": 3, "rungs": [0.5], "eval_every": 3},  # evaluated at rung and end
                       {"batch_size": 4, "eval_batch_size": 8},
                       {"latency": False, "context_length": 64}, device="cpu")
     embedding = result.profile["params"] - result.profile["non_embedding_params"]
