@@ -146,6 +146,19 @@ const MX = (() => {
     return run;
   }
 
+  // A page that shows one answer and does not poll: run `build`, then mark the page ready and
+  // say when it loaded, or show why it could not.
+  async function loadOnce(build) {
+    try {
+      await build();
+      setLive(true, `as of ${new Date().toLocaleTimeString()}`);
+      document.body.dataset.ready = 'true';
+    } catch (error) {
+      setLive(false, 'failed');
+      showError(document.querySelector('main'), error);
+    }
+  }
+
   function objectiveLabel(objective) {
     return `${objective.name} (${objective.direction === 'maximize' ? 'max' : 'min'})`;
   }
@@ -182,7 +195,7 @@ const MX = (() => {
   return {
     getJSON, el, escapeHtml, fmt, duration, badge, family, familyColor, FAMILY_LABELS, paths,
     mixerKey, mixerColor, keyLabel,
-    route, header, setLive, poll, objectiveLabel, showError, PLOT_CONFIG, PLOT_FONT, axisStyle,
+    route, header, setLive, poll, loadOnce, objectiveLabel, showError, PLOT_CONFIG, PLOT_FONT, axisStyle,
     tickFormat,
   };
 })();

@@ -83,34 +83,27 @@
     $('shared').replaceChildren(el('table', { id: 'shared-table' }, el('thead', {}, head), el('tbody', {}, body)));
   }
 
-  async function start() {
-    try {
-      data = await getJSON(`/api/compare?a=${encodeURIComponent(a)}&b=${encodeURIComponent(b)}`);
-      if (data.objectives.length < 2) throw new Error('The two studies share fewer than two objectives.');
-      $('title').textContent = `${a} vs ${b}`;
-      $('objectives').textContent = data.objectives.map(MX.objectiveLabel).join(' · ');
-      const options = (select, chosen) => select.replaceChildren(...data.objectives.map((o, i) => el('option', { value: i, selected: i === chosen }, o.name)));
-      const wanted = (key, fallback) => {
-        const i = data.objectives.findIndex((o) => o.name === params.get(key));
-        return i < 0 ? fallback : i;
-      };
-      options($('x-axis'), wanted('x', 0));
-      options($('y-axis'), wanted('y', 1));
-      $('front-of').value = params.get('front') === 'all' ? 'all' : 'xy';
-      for (const id of ['x-axis', 'y-axis', 'front-of']) $(id).addEventListener('change', render);
-      render();
-      renderShared();
-      $('overlay').on('plotly_click', (event) => {
-        const point = event.points.find((p) => p.customdata);
-        if (point) location.href = paths.trial(point.customdata[0], point.customdata[1]);
-      });
-      MX.setLive(true, `as of ${new Date().toLocaleTimeString()}`);  // one answer, no polling
-      document.body.dataset.ready = 'true';
-    } catch (error) {
-      MX.setLive(false, 'failed');
-      MX.showError(document.querySelector('main'), error);
-    }
+  async function build() {
+    data = await getJSON(`/api/compare?a=${encodeURIComponent(a)}&b=${encodeURIComponent(b)}`);
+    if (data.objectives.length < 2) throw new Error('The two studies share fewer than two objectives.');
+    $('title').textContent = `${a} vs ${b}`;
+    $('objectives').textContent = data.objectives.map(MX.objectiveLabel).join(' · ');
+    const options = (select, chosen) => select.replaceChildren(...data.objectives.map((o, i) => el('option', { value: i, selected: i === chosen }, o.name)));
+    const wanted = (key, fallback) => {
+      const i = data.objectives.findIndex((o) => o.name === params.get(key));
+      return i < 0 ? fallback : i;
+    };
+    options($('x-axis'), wanted('x', 0));
+    options($('y-axis'), wanted('y', 1));
+    $('front-of').value = params.get('front') === 'all' ? 'all' : 'xy';
+    for (const id of ['x-axis', 'y-axis', 'front-of']) $(id).addEventListener('change', render);
+    render();
+    renderShared();
+    $('overlay').on('plotly_click', (event) => {
+      const point = event.points.find((p) => p.customdata);
+      if (point) location.href = paths.trial(point.customdata[0], point.customdata[1]);
+    });
   }
 
-  start();
+  MX.loadOnce(build);
 })();

@@ -148,25 +148,18 @@
     renderParallel(objective);
   }
 
-  async function start() {
-    try {
-      const [study, found] = await Promise.all([getJSON(paths.api(name)), getJSON(paths.api(name, '/insight'))]);
-      view.study = study;
-      view.insight = found;
-      $('title').textContent = `What matters · ${name}`;
-      $('basis').textContent = `${found.importance.n} designs with decisions · ${found.composition.n} designs in all`;
-      const names = study.objectives.map((o) => o.name);
-      const wanted = new URLSearchParams(location.search).get('objective');
-      $('objective').replaceChildren(...names.map((n) => el('option', { value: n, selected: n === wanted }, n)));
-      $('objective').addEventListener('change', render);
-      render();
-      MX.setLive(true, `as of ${new Date().toLocaleTimeString()}`);  // one answer, no polling
-      document.body.dataset.ready = 'true';
-    } catch (error) {
-      MX.setLive(false, 'failed');
-      MX.showError(document.querySelector('main'), error);
-    }
+  async function build() {
+    const [study, found] = await Promise.all([getJSON(paths.api(name)), getJSON(paths.api(name, '/insight'))]);
+    view.study = study;
+    view.insight = found;
+    $('title').textContent = `What matters · ${name}`;
+    $('basis').textContent = `${found.importance.n} designs with decisions · ${found.composition.n} designs in all`;
+    const names = study.objectives.map((o) => o.name);
+    const wanted = new URLSearchParams(location.search).get('objective');
+    $('objective').replaceChildren(...names.map((n) => el('option', { value: n, selected: n === wanted }, n)));
+    $('objective').addEventListener('change', render);
+    render();
   }
 
-  start();
+  MX.loadOnce(build);
 })();
