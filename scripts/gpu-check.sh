@@ -115,7 +115,7 @@ if [[ -n "$DRY" ]]; then
   bad=0
   for name in "${SELECTED[@]}"; do
     step_cmd "$name"; dry_flag "$name"
-    if ! out=$(timeout 120 "${CMD[@]}" 2>&1); then
+    if ! out=$(timeout 300 "${CMD[@]}" 2>&1); then  # generous: a loaded machine imports slowly
       echo "gpu-check: step '$name' has an invalid command line: $(tail -n 1 <<<"$out")"
       bad=1
     fi
