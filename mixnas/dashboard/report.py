@@ -84,14 +84,16 @@ def collect(storage_url: str, name: str) -> dict:
 
 def pair_fronts(designs: list[pareto.Point], objectives: list[dict]) -> list[dict]:
     """The front of each of the first `MAX_PAIRS` pairs of objectives (x: `i`, y: `j`), by
-    `mixnas.pareto` over the designs' two values: what a 2-D panel of the report draws."""
+    `mixnas.pareto` over the designs' two values, and its points by x (`stairs`): what a 2-D
+    panel of the report draws."""
     pairs = [(i, j) for i in range(len(objectives)) for j in range(i + 1, len(objectives))]
     answer = []
     for i, j in pairs[:MAX_PAIRS]:
         directions = [objectives[i]["direction"], objectives[j]["direction"]]
         flat = [pareto.Point(p.number, (p.values[i], p.values[j]), p.design) for p in designs]
         members = pareto.front([p for p in flat if all(map(math.isfinite, p.values))], directions)
-        answer.append({"x": i, "y": j, "front": [p.number for p in members]})
+        answer.append({"x": i, "y": j, "front": [p.number for p in members],
+                       "stairs": sorted(p.values for p in members)})
     return answer
 
 

@@ -52,8 +52,7 @@ def _front(data: dict) -> str:
                             name=f"{label} ({len(pts)})", text=[f"#{p[0]}" for p in pts],
                             marker=marker, legendgroup=label, showlegend=col == 1,
                             row=1, col=col)
-        by_number = {p[0]: p[1] for p in seen}
-        stairs = sorted((by_number[n][i], by_number[n][j]) for n in pair["front"])
+        stairs = pair["stairs"]
         shape = "hv" if objectives[i]["direction"] == "minimize" else "vh"
         fig.add_scatter(x=[x for x, _ in stairs], y=[y for _, y in stairs], mode="lines",
                         line={"shape": shape, "color": "#111827", "width": 1.2},

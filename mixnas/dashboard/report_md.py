@@ -54,8 +54,7 @@ def _front_png(plt, data: dict, path: Path) -> Path:
             sel = [p for p in seen if (p[0] in on_front) == keep]
             ax.scatter([p[1][i] for p in sel], [p[1][j] for p in sel], **style,
                        label=f"{'front of all objectives' if keep else 'dominated'} ({len(sel)})")
-        values = {p[0]: p[1] for p in seen}
-        stairs = sorted((values[n][i], values[n][j]) for n in pair["front"])
+        stairs = pair["stairs"]
         where = "post" if objectives[i]["direction"] == "minimize" else "pre"
         ax.step([x for x, _ in stairs], [y for _, y in stairs], where=where, color="k",
                 linewidth=1, label="front of the pair")

@@ -45,6 +45,7 @@ def test_report_panels_draw_each_pairs_own_front(demo_db):
         brute = sorted(n for n, p in losses.items() if not any(
             q[0] <= p[0] and q[1] <= p[1] and q != p for q in losses.values()))
         assert pair["front"] == brute
+        assert pair["stairs"] == sorted((designs[n][i], designs[n][j]) for n in brute)
     assert log_scale([400, 9_000, 1_048_576]) and not log_scale([0.2, 0.9])
     assert not log_scale([0, 5, 5_000])  # zero cannot sit on a log axis
 
